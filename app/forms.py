@@ -1,0 +1,178 @@
+"""Reading a submitted form: the body streamed under a size limit, parsed in memory, strictly UTF-8.
+
+Starlette's own `request.form()` spools uploads to temporary files; a photo that has not been cleaned yet must
+never touch the disk, so tipbox parses the body itself and keeps every part in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+MAX_FIELDS = 64
+MAX_FIELD_BYTES = 256 * 1024
+
+
+class FormError(Exception):
+    """The body cannot be read as a form; `status` is the HTTP answer (400, 413 or 415)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """One uploaded file: which input it came from and its bytes. The phone's file name is never kept."""
+
+    field: str
+    data: bytes
+
+
+@dataclass(slots=True)
+class Form:
+    """The text fields (last value wins) and the uploads, in the order they arrived."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    uploads: list[Upload] = field(default_factory=list)
+
+    def get(self, name: str) -> str:
+        return self.fields.get(name, "")
+
+
+async def read_form(request: Request, limit: int) -> Form:
+    """Parse the request body as urlencoded or multipart; refuse it once it grows past `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise FormError(400, "bad content-length")
+        if int(declared) > limit:
+            raise FormError(413, "declared body over the limit")
+    media_type, options = parse_options_header(request.headers.get("content-type", ""))
+    if media_type == b"application/x-www-form-urlencoded":
+        return _parse_urlencoded(await _read_body(request, limit))
+    if media_type == b"multipart/form-data":
+        boundary = options.get(b"boundary")
+        if not boundary:
+            raise FormError(400, "multipart without boundary")
+        return await _parse_multipart(request, boundary, limit)
+    raise FormError(415, "not a form")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise FormError(413, "body over the limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormError(400, "field is not UTF-8") from exc
+
+
+def _parse_urlencoded(body: bytes) -> Form:
+    try:
+        text = body.decode("ascii")
+        pairs = parse_qsl(
+            text, keep_blank_values=True, strict_parsing=False, encoding="utf-8", errors="strict",
+            max_num_fields=MAX_FIELDS,
+        )
+    except UnicodeDecodeError as exc:
+        raise FormError(400, "body is not UTF-8") from exc
+    except ValueError as exc:
+        raise FormError(400, "too many fields") from exc
+    form = Form()
+    for name, value in pairs:
+        form.fields[name] = value
+    return form
+
+
+class _MultipartCollector:
+    """Callbacks for python-multipart's streaming parser; everything stays in memory."""
+
+    def __init__(self) -> None:
+        self.form = Form()
+        self.ended = False
+        self._parts = 0
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._headers: dict[bytes, bytes] = {}
+        self._data = bytearray()
+
+    def callbacks(self) -> dict[str, object]:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": lambda data, start, end: self._header_field.extend(data[start:end]),
+            "on_header_value": lambda data, start, end: self._header_value.extend(data[start:end]),
+            "on_header_end": self._header_end,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+            "on_end": self._end,
+        }
+
+    def _part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > MAX_FIELDS:
+            raise FormError(400, "too many parts")
+        self._headers = {}
+        self._data = bytearray()
+
+    def _header_end(self) -> None:
+        self._headers[bytes(self._header_field).lower()] = bytes(self._header_value)
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        self._data.extend(data[start:end])
+
+    def _part_end(self) -> None:
+        disposition, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        name = options.get(b"name")
+        if disposition != b"form-data" or name is None:
+            raise FormError(400, "part without a name")
+        field_name = _decode(name)
+        if b"filename" in options:
+            # An empty file input still sends a part with filename=""; that is "no file chosen".
+            if self._data:
+                self.form.uploads.append(Upload(field_name, bytes(self._data)))
+        else:
+            if len(self._data) > MAX_FIELD_BYTES:
+                raise FormError(413, "text field over the limit")
+            self.form.fields[field_name] = _decode(bytes(self._data))
+        self._data = bytearray()
+
+    def _end(self) -> None:
+        self.ended = True
+
+
+async def _parse_multipart(request: Request, boundary: bytes, limit: int) -> Form:
+    collector = _MultipartCollector()
+    try:
+        parser = MultipartParser(boundary, collector.callbacks(), max_size=limit)  # type: ignore[arg-type]
+    except (FormParserError, ValueError) as exc:
+        raise FormError(400, "bad multipart boundary") from exc
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise FormError(413, "body over the limit")
+            parser.write(chunk)
+        parser.finalize()
+    except FormParserError as exc:
+        raise FormError(400, "malformed multipart body") from exc
+    if not collector.ended:
+        raise FormError(400, "truncated multipart body")
+    return collector.form

@@ -1,0 +1,59 @@
+"""Logging set-up: one format, no access log, and a filter that blanks anything shaped like an IP address.
+
+The privacy middleware already removes the client address before any route runs; this filter is the second
+lock, for lines written by libraries (uvicorn, asyncio) that saw the socket before the middleware did.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_IPV4 = r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])"
+_IPV6 = r"(?<![\w:])(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:])"
+_ADDRESS = re.compile(f"{_IPV4}|\\[?{_IPV6}\\]?")
+REDACTED = "[address removed]"
+
+
+def redact(text: str) -> str:
+    """`text` with every IPv4 or IPv6 address replaced; times such as 22:40:11 are kept."""
+
+    def replace(match: re.Match[str]) -> str:
+        value = match.group(0)
+        if ":" in value and "::" not in value and value.count(":") < 7:
+            return value  # a time or a ratio, not an IPv6 address
+        return REDACTED
+
+    return _ADDRESS.sub(replace, text)
+
+
+class RedactAddresses(logging.Filter):
+    """Rewrite each record's message with addresses removed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[1] is not None:
+            # Tracebacks can quote peer addresses from socket errors.
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def configure(level: str = "INFO") -> None:
+    """Log to stderr through the redacting filter; uvicorn's access log is silenced whatever its settings."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactAddresses())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    access = logging.getLogger("uvicorn.access")
+    access.handlers[:] = []
+    access.propagate = False
+    access.disabled = True

@@ -1,0 +1,101 @@
+"""The app factory: `create_app(settings)` wires settings, pages, the relay and the privacy layer together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp
+
+from app import i18n, rendering
+from app.delivery import Mailer, SmtpServer
+from app.devmailbox import DevMailbox
+from app.mail import Composer
+from app.pages import Pages
+from app.privacy import PrivacyMiddleware, content_security_policy
+from app.relay import Relay
+from app.routes import NOT_FOUND, Site, build_router
+from app.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+# FastAPI's native OpenTelemetry is on by default; a tip box records nothing about requests.
+TELEMETRY_OFF = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
+
+
+def smtp_server(settings: Settings) -> SmtpServer | None:
+    """The configured SMTP server, or None in dev mode (the dev mailbox's port is known only once it runs)."""
+    if settings.smtp_host is None:
+        return None
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    return SmtpServer(
+        host=settings.smtp_host,
+        port=settings.port,
+        security=settings.smtp_security,
+        username=settings.smtp_username,
+        password=password,
+        ca_file=settings.smtp_ca_file,
+        timeout=settings.smtp_timeout,
+    )
+
+
+def create_app(settings: Settings | None = None) -> ASGIApp:
+    """Build the ASGI app for `settings` (read from the environment when omitted)."""
+    settings = settings or load_settings()
+    posts = settings.load_posts()
+    server = smtp_server(settings)
+    composer = Composer(settings.sender, settings.secret, settings.locales_dir)
+    relay = Relay(composer, Mailer(server) if server else None, max_text_chars=settings.max_text_chars)
+    pages = Pages(dev_mode=settings.dev_mode, locales_dir=settings.locales_dir)
+    site = Site(settings=settings, posts=posts, pages=pages, relay=relay)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        mailbox = DevMailbox(settings.dev_mailbox) if server is None else None
+        if mailbox is not None:
+            port = await mailbox.start()
+            relay.mailer = Mailer(SmtpServer("127.0.0.1", port, "none", timeout=settings.smtp_timeout))
+            logger.warning("development run: tips go to the dev mailbox in %s", settings.dev_mailbox)
+        try:
+            yield
+        finally:
+            if mailbox is not None:
+                await mailbox.stop()
+
+    app = FastAPI(
+        telemetry=TELEMETRY_OFF,  # type: ignore[arg-type]
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.include_router(build_router(site))
+
+    def _error_page(request: Request, status: int) -> Response:
+        language = i18n.choose(
+            request.query_params.get("lang"), request.headers.get("accept-language"), site.default_post.languages
+        )
+        message = i18n.translations(language, settings.locales_dir).gettext(NOT_FOUND)
+        return pages.error(language, status, message, back="/")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return _error_page(request, exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return _error_page(request, 400)
+
+    csp = content_security_policy([rendering.csp_hash(rendering.stylesheet())])
+    return PrivacyMiddleware(app, csp=csp)

@@ -1,0 +1,50 @@
+"""Jinja2 environments, one per language, over the shipped templates and static files."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from functools import cache
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
+from app import i18n
+
+_PACKAGE = Path(__file__).parent
+
+
+def resource_dir(name: str) -> Path:
+    """`templates`, `static` or `poster`: inside an installed wheel, or beside `app/` in a checkout."""
+    for candidate in (_PACKAGE / "_data" / name, _PACKAGE.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"tipbox resource folder {name!r} is missing from the installation")
+
+
+@cache
+def environment(language: str, overrides: Path | None = None) -> Environment:
+    """The template environment for `language`, with `_`/`gettext` bound to its catalog."""
+    env = Environment(
+        loader=FileSystemLoader(resource_dir("templates")),
+        autoescape=select_autoescape(["html"], default_for_string=True, default=False),
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.install_gettext_translations(i18n.translations(language, overrides), newstyle=True)  # type: ignore[attr-defined]
+    return env
+
+
+@cache
+def stylesheet() -> Markup:
+    """The page's CSS, inlined into every page so the form is one response."""
+    css = (resource_dir("static") / "tipbox.css").read_text(encoding="utf-8")
+    return Markup(css.strip())  # noqa: S704 - our own file, not input
+
+
+def csp_hash(text: str) -> str:
+    """The CSP source expression that allows exactly this inline `<style>` text."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return "'sha256-" + base64.b64encode(digest).decode() + "'"

@@ -1,0 +1,215 @@
+"""Configuration: one typed `Settings` from `TIPBOX_*` variables, and the posts it serves."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import ssl
+import tomllib
+from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app import i18n
+
+_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
+_PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "dev", "development", "tipbox", "xxx"}
+_MIN_SECRET_CHARS = 32
+DEMO_SLUG = "demo"
+
+
+class ConfigError(Exception):
+    """A setting is wrong; the message is one line naming it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """A border-guard post: its form lives at /p/{slug} and its tips go to `mailbox`."""
+
+    slug: str
+    name: str
+    mailbox: str
+    languages: tuple[str, ...]
+
+    @property
+    def default_language(self) -> str:
+        return self.languages[0]
+
+
+def check_address(value: str, setting: str) -> str:
+    """Return `value` if it is one plain mailbox address (no display name, no list, no CR/LF)."""
+    value = value.strip()
+    try:
+        address = Address(addr_spec=value)
+    except (HeaderParseError, ValueError, IndexError) as exc:
+        raise ConfigError(f"{setting}: {value!r} is not an email address") from exc
+    if not address.username or not address.domain or address.addr_spec != value:
+        raise ConfigError(f"{setting}: {value!r} is not an email address")
+    return value
+
+
+class Settings(BaseSettings):
+    """Every `TIPBOX_*` setting; see README.md, "Settings"."""
+
+    model_config = SettingsConfigDict(env_prefix="TIPBOX_", extra="ignore", frozen=True)
+
+    smtp_host: str | None = None
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_ca_file: Path | None = None
+    smtp_timeout: float = Field(default=20.0, gt=0, le=300)
+    mail_from: str | None = None
+    mailbox: str | None = None
+    posts_file: Path | None = None
+    secret_key: SecretStr | None = None
+    public_url: str | None = None
+    min_fill_seconds: float = Field(default=3.0, ge=0)
+    form_max_age: int = Field(default=24 * 3600, ge=60)
+    dev_mailbox: Path = Path("mailbox")
+    locales_dir: Path | None = None
+    max_files: int = Field(default=5, ge=0, le=20)
+    max_upload_bytes: int = Field(default=20_000_000, ge=0)
+    max_text_chars: int = Field(default=5000, ge=100)
+
+    @field_validator("smtp_host", "smtp_username", "mail_from", "mailbox", "public_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.mail_from is not None:
+            check_address(self.mail_from, "TIPBOX_MAIL_FROM")
+        if self.mailbox is not None:
+            check_address(self.mailbox, "TIPBOX_MAILBOX")
+        if self.smtp_ca_file is not None:
+            _check_ca_file(self.smtp_ca_file)
+        if self.public_url is not None and not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", self.public_url):
+            raise ConfigError(f"TIPBOX_PUBLIC_URL: {self.public_url!r} is not an http(s) URL")
+        if not self.dev_mode:
+            if self.mail_from is None:
+                raise ConfigError("TIPBOX_MAIL_FROM: required when TIPBOX_SMTP_HOST is set")
+            if self.mailbox is None and self.posts_file is None:
+                raise ConfigError("TIPBOX_MAILBOX: set it (or TIPBOX_POSTS_FILE) to say where tips go")
+            secret = self.secret_key.get_secret_value() if self.secret_key else ""
+            if secret.strip().lower() in _PLACEHOLDER_SECRETS or len(secret) < _MIN_SECRET_CHARS:
+                raise ConfigError(
+                    f"TIPBOX_SECRET_KEY: set a random value of at least {_MIN_SECRET_CHARS} characters "
+                    '(python3 -c "import secrets; print(secrets.token_urlsafe(32))")'
+                )
+        if self.smtp_username is not None and self.smtp_password is None:
+            raise ConfigError("TIPBOX_SMTP_PASSWORD: required when TIPBOX_SMTP_USERNAME is set")
+        return self
+
+    @property
+    def dev_mode(self) -> bool:
+        """No SMTP host configured: tips go to the embedded dev mailbox."""
+        return self.smtp_host is None
+
+    @property
+    def port(self) -> int:
+        """The SMTP port, defaulting by security mode (587, 465, 25)."""
+        if self.smtp_port is not None:
+            return self.smtp_port
+        return {"starttls": 587, "tls": 465, "none": 25}[self.smtp_security]
+
+    @property
+    def sender(self) -> str:
+        return self.mail_from or "tipbox@localhost"
+
+    @property
+    def secret(self) -> bytes:
+        """The secret key; in dev mode without one, a random key for this process only."""
+        if self.secret_key is not None and self.secret_key.get_secret_value():
+            return self.secret_key.get_secret_value().encode()
+        return _DEV_SECRET
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest request body accepted: the uploads plus room for the text fields and multipart framing."""
+        return self.max_upload_bytes + 64 * 1024
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or "http://127.0.0.1:8000").rstrip("/")
+
+    def load_posts(self) -> dict[str, Post]:
+        """The posts, in file order; the first is the default post served at `/`."""
+        languages = i18n.available_languages(self.locales_dir)
+        posts: dict[str, Post] = {}
+        if self.posts_file is not None:
+            posts = _read_posts_file(self.posts_file, languages)
+        if self.mailbox is not None and not posts:
+            posts = {"post": Post("post", "Đồn Biên phòng", self.mailbox, ("vi", "hmn"))}
+        if not posts and self.dev_mode:
+            demo = Post(DEMO_SLUG, "Đồn Biên phòng (thử nghiệm)", "officer@tipbox.invalid", ("vi", "hmn"))
+            posts = {DEMO_SLUG: demo}
+        if not posts:
+            raise ConfigError("TIPBOX_POSTS_FILE: no post configured")
+        return posts
+
+
+_DEV_SECRET = secrets.token_bytes(32)
+
+
+def _check_ca_file(path: Path) -> None:
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"TIPBOX_SMTP_CA_FILE: cannot read CA certificates from {path}: {exc}") from exc
+
+
+def _read_posts_file(path: Path, languages: frozenset[str]) -> dict[str, Post]:
+    setting = "TIPBOX_POSTS_FILE"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{setting}: cannot read {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{setting}: {path} is not valid TOML: {exc}") from exc
+    table = data.get("posts")
+    if not isinstance(table, dict) or not table:
+        raise ConfigError(f"{setting}: {path} has no [posts.<slug>] table")
+    posts: dict[str, Post] = {}
+    for slug, entry in table.items():
+        where = f"{setting}: [posts.{slug}]"
+        if not _SLUG.match(slug):
+            raise ConfigError(f"{where}: the slug must be 1-32 lowercase letters, digits or '-'")
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: must be a table")
+        name, mailbox = entry.get("name"), entry.get("mailbox")
+        if not isinstance(name, str) or not name.strip() or "\n" in name or "\r" in name:
+            raise ConfigError(f"{where}: 'name' must be one line of text")
+        if not isinstance(mailbox, str):
+            raise ConfigError(f"{where}: 'mailbox' is required")
+        check_address(mailbox, f"{where} mailbox")
+        langs = entry.get("languages", ["vi", "hmn"])
+        if not isinstance(langs, list) or not langs or not all(isinstance(x, str) for x in langs):
+            raise ConfigError(f"{where}: 'languages' must be a non-empty list like [\"vi\", \"hmn\"]")
+        unknown = [x for x in langs if x not in languages]
+        if unknown:
+            raise ConfigError(f"{where}: no catalog for language {unknown[0]!r} (have {sorted(languages)})")
+        posts[slug] = Post(slug, name.strip(), mailbox.strip(), tuple(langs))
+    return posts
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (and `overrides`); a bad value raises `ConfigError` with one line naming it."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        ctx_error = (error.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, ConfigError):
+            raise ctx_error from None
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        raise ConfigError(f"TIPBOX_{field.upper()}: {error['msg']}") from None
+    settings.load_posts()
+    return settings

@@ -1,0 +1,112 @@
+"""A tip: the categories, and turning submitted fields into a validated `Tip` or a list of problems."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from app.i18n import N_
+from app.settings import Post
+
+
+# Slug → label msgid. The order is the order on the form.
+CATEGORIES: dict[str, str] = {
+    "theft": N_("Theft or robbery"),
+    "drugs": N_("Drugs"),
+    "weapons": N_("Weapons or explosives"),
+    "border": N_("Illegal border crossing or residence"),
+    "trafficking": N_("Human trafficking"),
+    "smuggling": N_("Smuggling"),
+    "other": N_("Something else"),
+}
+
+# Field → (maximum characters, single line?)
+SHORT_FIELDS: dict[str, int] = {"where": 300, "when": 200, "contact": 200}
+TEXT_FIELDS = ("what", *SHORT_FIELDS)
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+_LINE_BREAKS = re.compile(r"\r\n?|\n")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """What is wrong with one field, as a msgid with its parameters; shown next to that field."""
+
+    field: str
+    message: str
+    params: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Tip:
+    """A validated tip: what the sender wrote, and nothing about who they are."""
+
+    post: Post
+    category: str
+    what: str
+    where: str
+    when: str
+    contact: str
+    language: str
+    received_at: datetime
+    receipt: str
+
+    @property
+    def category_label(self) -> str:
+        return CATEGORIES[self.category]
+
+
+def clean_text(value: str, *, multiline: bool) -> str:
+    """NFC, no control or bidi-override characters, LF line breaks (or none for one-line fields), trimmed."""
+    value = unicodedata.normalize("NFC", value)
+    value = _LINE_BREAKS.sub("\n" if multiline else " ", value)
+    value = _CONTROL.sub("", value.replace("\t", " "))
+    if multiline:
+        value = "\n".join(line.rstrip() for line in value.split("\n"))
+        value = re.sub(r"\n{3,}", "\n\n", value)
+    else:
+        value = re.sub(r" {2,}", " ", value)
+    return value.strip()
+
+
+def read_fields(fields: Mapping[str, str]) -> dict[str, str]:
+    """The tip's own fields from a submitted form, cleaned (what the form shows back on a problem)."""
+    values = {name: clean_text(fields.get(name, ""), multiline=name == "what") for name in TEXT_FIELDS}
+    values["category"] = fields.get("category", "").strip()
+    return values
+
+
+def validate(values: Mapping[str, str], max_text_chars: int) -> list[Problem]:
+    """Problems with the cleaned fields, in form order; an empty list means the tip can be sent."""
+    problems: list[Problem] = []
+    if values.get("category", "") not in CATEGORIES:
+        problems.append(Problem("category", N_("Choose what it is about.")))
+    what = values.get("what", "")
+    if not what:
+        problems.append(Problem("what", N_("Write what happened.")))
+    elif len(what) > max_text_chars:
+        problems.append(Problem("what", N_("Too long: at most %(max)d letters."), {"max": max_text_chars}))
+    for name, limit in SHORT_FIELDS.items():
+        if len(values.get(name, "")) > limit:
+            problems.append(Problem(name, N_("Too long: at most %(max)d letters."), {"max": limit}))
+    return problems
+
+
+def make_tip(
+    values: Mapping[str, str], post: Post, language: str, received_at: datetime, receipt: str
+) -> Tip:
+    """A `Tip` from fields that `validate` passed."""
+    return Tip(
+        post=post,
+        category=values["category"],
+        what=values["what"],
+        where=values.get("where", ""),
+        when=values.get("when", ""),
+        contact=values.get("contact", ""),
+        language=language,
+        received_at=received_at,
+        receipt=receipt,
+    )

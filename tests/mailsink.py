@@ -1,0 +1,89 @@
+"""A real aiosmtpd SMTP server for tests: plain, STARTTLS or implicit TLS, optional AUTH, scripted failures."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import socket
+import ssl
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+USERNAME = "post@example.vn"
+PASSWORD = "correct horse battery staple"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class SinkHandler:
+    """Accepts messages, or answers `reply` (e.g. "451 4.3.0 try later"), or hangs, or drops the connection."""
+
+    messages: list[bytes] = field(default_factory=list)
+    envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
+    reply: str | None = None
+    mode: str = "accept"  # accept | hang | drop
+    attempts: int = 0
+    # Replies for the next attempts, consumed first (e.g. ["451 busy"] then accept).
+    script: list[str] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.attempts += 1
+        if self.mode == "hang":
+            await asyncio.sleep(3600)
+        if self.mode == "drop":
+            server.transport.close()
+            return "421 4.4.2 dropped"
+        if self.script:
+            return self.script.pop(0)
+        if self.reply is not None:
+            return self.reply
+        self.messages.append(bytes(envelope.original_content))
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        return "250 2.0.0 accepted"
+
+    def parsed(self) -> list[EmailMessage]:
+        return [
+            email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[misc]
+            for raw in self.messages
+        ]
+
+
+def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+    ok = isinstance(auth_data, LoginPassword) and (
+        auth_data.login.decode() == USERNAME and auth_data.password.decode() == PASSWORD
+    )
+    return AuthResult(success=ok, handled=False)
+
+
+class Sink:
+    """One running SMTP server on 127.0.0.1 with its handler."""
+
+    def __init__(self, security: str = "none", tls: ssl.SSLContext | None = None, auth: bool = False) -> None:
+        self.handler = SinkHandler()
+        self.port = free_port()
+        self.security = security
+        kwargs: dict[str, Any] = {"hostname": "127.0.0.1", "port": self.port, "server_hostname": "sink.test"}
+        if security == "starttls":
+            kwargs.update(tls_context=tls, require_starttls=True)
+        elif security == "tls":
+            kwargs.update(ssl_context=tls)
+        if auth:
+            kwargs.update(auth_required=True, auth_require_tls=security != "none", authenticator=_authenticator)
+        self.controller = Controller(self.handler, **kwargs)
+
+    def start(self) -> Sink:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
