@@ -1,4 +1,4 @@
-"""The `tipbox` command: `serve` the form, `check` the configuration."""
+"""The `tipbox` command: `serve` the form, `check` the configuration, print a `poster`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from app import logs
 from app.settings import ConfigError, Settings, load_settings
@@ -45,6 +46,22 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _poster(args: argparse.Namespace, settings: Settings) -> int:
+    from app import poster
+
+    try:
+        written = poster.make(
+            settings, slug=args.post, every=args.all, lang=args.lang, size=args.size, layout=args.layout,
+            out=args.out, png=args.png, font=args.font,
+        )
+    except poster.PosterError as exc:
+        print(f"tipbox: poster: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tipbox", description="Anonymous tip box for border-guard posts.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
     check = commands.add_parser("check", help="validate the configuration and list the posts")
     check.set_defaults(run=_check)
+    poster = commands.add_parser("poster", help="write a print-ready PDF poster or sheet of pocket cards")
+    which = poster.add_mutually_exclusive_group()
+    which.add_argument("--post", metavar="SLUG", help="the post (default: the first configured)")
+    which.add_argument("--all", action="store_true", help="one file per configured post (--out is a folder)")
+    poster.add_argument("--lang", choices=["vi", "hmn", "both"], help="default: both where the post offers both")
+    poster.add_argument("--size", choices=["A4", "A3", "A5"], type=str.upper, default="A4")
+    poster.add_argument("--layout", choices=["poster", "cards"], default="poster", help="cards: 8 per sheet")
+    poster.add_argument("--out", type=Path, metavar="FILE", help="default: tipbox-LAYOUT-SLUG-LANG-SIZE.pdf here")
+    poster.add_argument("--png", action="store_true", help="also write a PNG preview beside the PDF (pdftoppm)")
+    poster.add_argument("--font", type=Path, metavar="TTF", help="a TrueType font to use instead of the default")
+    poster.set_defaults(run=_poster)
     return parser
 
 

@@ -12,6 +12,8 @@ from typing import Literal
 
 import aiosmtplib
 
+from app.mail import serialize
+
 logger = logging.getLogger(__name__)
 
 Security = Literal["starttls", "tls", "none"]
@@ -57,7 +59,7 @@ class Mailer:
     async def send(self, message: EmailMessage) -> None:
         """Return once the server accepted `message`; raise `DeliveryError` otherwise."""
         sender, recipients = message["From"], [message["To"]]
-        data = message.as_bytes()
+        data = serialize(message)
         try:
             await self._send_once(data, sender, recipients)
         except DeliveryError as first:

@@ -23,7 +23,7 @@ class _FileHandler:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         path = self.folder / f"{stamp}-{secrets.token_hex(4)}.eml"

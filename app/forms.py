@@ -6,15 +6,21 @@ never touch the disk, so tipbox parses the body itself and keeps every part in m
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 MAX_FIELDS = 64
 MAX_FIELD_BYTES = 256 * 1024
+# A slow client may take BODY_GRACE_SECONDS, then must keep up MIN_BODY_RATE: a text tip has 30 s, a 20 MB upload
+# over slow 3G still fits, and a connection trickling a byte at a time is answered 408 (docs/abuse.md).
+BODY_GRACE_SECONDS = 30.0
+MIN_BODY_RATE = 8 * 1024
 
 
 class FormError(Exception):
@@ -64,10 +70,32 @@ async def read_form(request: Request, limit: int) -> Form:
     raise FormError(415, "not a form")
 
 
+async def _stream(request: Request) -> AsyncIterator[bytes]:
+    """The body's chunks, under a deadline of BODY_GRACE_SECONDS plus a second per MIN_BODY_RATE bytes received."""
+    stream = request.stream()
+    start, grace = asyncio.get_running_loop().time(), BODY_GRACE_SECONDS
+    received = 0
+    try:
+        while True:
+            try:
+                async with asyncio.timeout_at(start + grace + received / MIN_BODY_RATE):
+                    chunk = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except TimeoutError as exc:
+                raise FormError(408, "body arrived too slowly") from exc
+            except ClientDisconnect as exc:
+                raise FormError(400, "client went away") from exc
+            received += len(chunk)
+            yield chunk
+    finally:
+        await stream.aclose()
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    async for chunk in _stream(request):
         size += len(chunk)
         if size > limit:
             raise FormError(413, "body over the limit")
@@ -165,7 +193,7 @@ async def _parse_multipart(request: Request, boundary: bytes, limit: int) -> For
         raise FormError(400, "bad multipart boundary") from exc
     size = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in _stream(request):
             size += len(chunk)
             if size > limit:
                 raise FormError(413, "body over the limit")

@@ -10,16 +10,19 @@ import logging
 import re
 
 _IPV4 = r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])"
-_IPV6 = r"(?<![\w:])(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:])"
+_IPV6 = r"(?<![\w:])(?:[0-9a-fA-F]{0,5}:){2,9}[0-9a-fA-F]{0,5}(?![\w:])"
 _ADDRESS = re.compile(f"{_IPV4}|\\[?{_IPV6}\\]?")
 REDACTED = "[address removed]"
+_NOT_A_PERSON = frozenset({"0.0.0.0", "::", "::1"})  # noqa: S104 - compared against, never bound
 
 
 def redact(text: str) -> str:
-    """`text` with every IPv4 or IPv6 address replaced; times such as 22:40:11 are kept."""
+    """`text` with every IPv4 or IPv6 address replaced, but loopback/any; times such as 22:40:11 are kept."""
 
     def replace(match: re.Match[str]) -> str:
         value = match.group(0)
+        if value.strip("[]") in _NOT_A_PERSON or value.startswith("127."):
+            return value  # loopback and "any": the service's own bind addresses, never a resident's
         if ":" in value and "::" not in value and value.count(":") < 7:
             return value  # a time or a ratio, not an IPv6 address
         return REDACTED

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from app import i18n, rendering
 from app.delivery import Mailer, SmtpServer
 from app.devmailbox import DevMailbox
+from app.guard import Guard
 from app.mail import Composer
 from app.pages import Pages
-from app.privacy import PrivacyMiddleware, content_security_policy
+from app.privacy import PrivacyMiddleware, SourceKeys, content_security_policy
 from app.relay import Relay
 from app.routes import NOT_FOUND, Site, build_router
 from app.settings import Settings, load_settings
@@ -50,13 +53,14 @@ def smtp_server(settings: Settings) -> SmtpServer | None:
     )
 
 
-def create_app(settings: Settings | None = None) -> ASGIApp:
-    """Build the ASGI app for `settings` (read from the environment when omitted)."""
+def create_app(settings: Settings | None = None, *, clock: Callable[[], float] = time.time) -> ASGIApp:
+    """Build the ASGI app for `settings` (read from the environment when omitted); tests may pass a `clock`."""
     settings = settings or load_settings()
     posts = settings.load_posts()
     server = smtp_server(settings)
     composer = Composer(settings.sender, settings.secret, settings.locales_dir)
-    relay = Relay(composer, Mailer(server) if server else None, max_text_chars=settings.max_text_chars)
+    guard = Guard(settings, clock)
+    relay = Relay(composer, Mailer(server) if server else None, max_text_chars=settings.max_text_chars, guard=guard)
     pages = Pages(dev_mode=settings.dev_mode, locales_dir=settings.locales_dir)
     site = Site(settings=settings, posts=posts, pages=pages, relay=relay)
 
@@ -72,6 +76,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         finally:
             if mailbox is not None:
                 await mailbox.stop()
+            await guard.close()
 
     app = FastAPI(
         telemetry=TELEMETRY_OFF,  # type: ignore[arg-type]
@@ -98,4 +103,6 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         return _error_page(request, 400)
 
     csp = content_security_policy([rendering.csp_hash(rendering.stylesheet())])
-    return PrivacyMiddleware(app, csp=csp)
+    # Compression sits inside the privacy layer: it sees only allowlisted headers (accept-encoding is one), and
+    # it adds `Vary: Accept-Encoding` to every response it may compress.
+    return PrivacyMiddleware(GZipMiddleware(app, minimum_size=500), csp=csp, sources=SourceKeys(clock))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,9 @@ from app.settings import Post
 from app.tips import CATEGORIES, Problem
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# Where "Leave quickly" goes; its page says nothing about tips.
+NEUTRAL_PATH = "/calendar"
+_WEEKDAYS = ("T2", "T3", "T4", "T5", "T6", "T7", "CN")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +30,14 @@ class Pages:
 
     def _render(self, template: str, language: str, status: int, context: Mapping[str, Any]) -> HTMLResponse:
         env = rendering.environment(language, self.locales_dir)
-        html = env.get_template(template).render(
-            lang=language, dev_mode=self.dev_mode, css=rendering.stylesheet(), **context
-        )
+        defaults = {
+            "lang": language,
+            "dev_mode": self.dev_mode,
+            "css": rendering.stylesheet(),
+            "script": rendering.script_url(),
+            "leave": NEUTRAL_PATH,
+        }
+        html = env.get_template(template).render({**defaults, **context})
         headers = {**NO_STORE, "Content-Language": language}
         return HTMLResponse(html, status_code=status, headers=headers)
 
@@ -54,8 +64,12 @@ class Pages:
         notice: str | None = None,
         hidden: Mapping[str, str] | None = None,
         status: int = 200,
+        follow_up: bool = False,
     ) -> HTMLResponse:
-        """The tip form for `post`; on a problem, every field comes back as typed."""
+        """The tip form for `post`; on a problem, every field comes back as typed.
+
+        `follow_up` opens the "I have sent a report before" section (it also opens when a receipt was typed).
+        """
         gettext = i18n.translations(language, self.locales_dir).gettext
         errors = {p.field: gettext(p.message) % dict(p.params) for p in problems}
         context = {
@@ -67,6 +81,7 @@ class Pages:
             "errors": errors,
             "notice": notice,
             "hidden": dict(hidden or {}),
+            "follow_up": follow_up,
         }
         return self._render("form.html", language, status, context)
 
@@ -78,3 +93,15 @@ class Pages:
     def error(self, language: str, status: int, message: str, back: str | None = None) -> HTMLResponse:
         """A short page for a request that cannot be answered with the form (unknown post, bad body...)."""
         return self._render("error.html", language, status, {"message": message, "back": back})
+
+    def neutral(self, today: date) -> HTMLResponse:
+        """The page "Leave quickly" replaces the form with: this month's calendar, nothing else."""
+        weeks = calendar.Calendar(firstweekday=0).monthdayscalendar(today.year, today.month)
+        context = {
+            "month": f"{today.month:02d}/{today.year}",
+            "weekdays": _WEEKDAYS,
+            "weeks": weeks,
+            "today": today.day,
+            "dev_mode": False,
+        }
+        return self._render("neutral.html", "vi", 200, context)

@@ -2,11 +2,21 @@
 
 Only a short allowlist of request headers reaches the app (what it needs to read a form and pick a language).
 Every response gets strict security headers, and no response may set a cookie.
+
+The one thing derived from the address that leaves this layer is `scope["tipbox.source"]`: an HMAC of the
+address (an IPv6 address's /64) under a random key that lives only in this process's memory and is replaced
+every hour. The rate limiter counts per source with it; nothing can turn it back into an address once the hour's
+key is gone (docs/abuse.md, "Source keys").
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import time
+from collections.abc import Callable, Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -40,11 +50,45 @@ def content_security_policy(style_sources: Iterable[str]) -> str:
     )
 
 
+SOURCE_KEY = "tipbox.source"
+_HOUR = 3600
+
+
+class SourceKeys:
+    """Address → source key, under a random key kept only in memory and replaced at every hour boundary."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._hour = -1
+        self._key = b""
+
+    def __call__(self, host: str) -> str:
+        hour = int(self._clock() // _HOUR)
+        if hour != self._hour:
+            # A fresh random key, never derived from anything stored: last hour's keys cannot be recomputed.
+            self._hour, self._key = hour, secrets.token_bytes(32)
+        return hmac.new(self._key, _network(host), hashlib.sha256).hexdigest()[:32]
+
+
+def _network(host: str) -> bytes:
+    """What one source is: an IPv4 address, or an IPv6 /64 (one phone's prefix); anything else as given."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return b"name:" + host.encode("utf-8", "replace")
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped.packed
+        return ipaddress.IPv6Network((address, 64), strict=False).network_address.packed[:8]
+    return address.packed
+
+
 class PrivacyMiddleware:
     """Strip the client address and non-allowlisted headers; add security headers; refuse cookies."""
 
-    def __init__(self, app: ASGIApp, *, csp: str) -> None:
+    def __init__(self, app: ASGIApp, *, csp: str, sources: SourceKeys | None = None) -> None:
         self.app = app
+        self.sources = sources or SourceKeys()
         self.security_headers: list[tuple[bytes, bytes]] = [
             (b"content-security-policy", csp.encode()),
             (b"referrer-policy", b"no-referrer"),
@@ -60,6 +104,8 @@ class PrivacyMiddleware:
             await self.app(scope, receive, send)
             return
         scope = dict(scope)
+        client = scope.get("client")
+        scope[SOURCE_KEY] = self.sources(str(client[0])) if client else None
         scope["client"] = None
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k in ALLOWED_REQUEST_HEADERS]
 

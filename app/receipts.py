@@ -1,6 +1,8 @@
 """Receipt codes: 16 digits read aloud like a phone number, and the thread id officers' mail hangs on.
 
-15 digits come from `secrets` (~49.8 bits); the 16th is a Damm check digit, so a mistyped code is caught as
+14 digits come from `secrets` (~46.5 bits). The 15th carries a small tag (the first tip's category) masked with
+an HMAC of the other 14 under the secret key, so tipbox can read it back from a follow-up while a code found in
+someone's notes tells nobody else anything. The 16th is a Damm check digit, so a mistyped code is caught as
 malformed instead of starting a new thread. tipbox keeps no list of codes: the thread lives in the mailbox.
 """
 
@@ -11,7 +13,8 @@ import hmac
 import re
 import secrets
 
-_RANDOM_DIGITS = 15
+_RANDOM_DIGITS = 14
+_CODE_DIGITS = 16  # random digits, the masked tag, the check digit
 _DAMM = (
     (0, 3, 1, 7, 5, 9, 8, 6, 4, 2),
     (7, 0, 9, 2, 1, 5, 4, 8, 6, 3),
@@ -24,7 +27,7 @@ _DAMM = (
     (9, 4, 3, 8, 6, 1, 7, 2, 0, 5),
     (2, 5, 8, 1, 4, 3, 6, 7, 9, 0),
 )
-_SEPARATORS = re.compile(r"[\s.\-–—_/]+")
+_SEPARATORS = re.compile("[\\s.\\-\u2013\u2014_/]+")
 
 
 def _damm(digits: str) -> int:
@@ -39,17 +42,38 @@ def format_code(digits: str) -> str:
     return " ".join(digits[i : i + 4] for i in range(0, len(digits), 4))
 
 
-def new_code() -> str:
-    """A fresh receipt code, formatted in groups of four digits."""
+def _mask(body: str, secret: bytes) -> int:
+    digest = hmac.new(secret, b"tipbox-tag:" + body.encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") % 10
+
+
+def new_code(tag: int | None = None, secret: bytes = b"") -> str:
+    """A fresh receipt code in groups of four digits, carrying `tag` (0-9) readable only with `secret`.
+
+    Without a tag (a decoy for a bot) the tag digit is random too.
+    """
     body = str(secrets.randbelow(10**_RANDOM_DIGITS)).zfill(_RANDOM_DIGITS)
-    return format_code(body + str(_damm(body)))
+    if tag is None:
+        masked = secrets.randbelow(10)
+    elif 0 <= tag <= 9 and secret:
+        masked = (tag + _mask(body, secret)) % 10
+    else:
+        raise ValueError("a receipt tag is one digit, hidden under a non-empty secret")
+    data = body + str(masked)
+    return format_code(data + str(_damm(data)))
+
+
+def read_tag(code: str, secret: bytes) -> int:
+    """The tag `new_code` hid in the canonical `code`; for a code made under another secret, an arbitrary digit."""
+    digits = code.replace(" ", "")
+    return (int(digits[_RANDOM_DIGITS]) - _mask(digits[:_RANDOM_DIGITS], secret)) % 10
 
 
 def parse_code(typed: str) -> str | None:
     """The canonical code for what a resident typed (spaces, dots, dashes allowed), or None if malformed."""
     digits = _SEPARATORS.sub("", typed.strip())
     # Phones offer full-width and other Unicode digits; accept only ASCII 0-9.
-    if len(digits) != _RANDOM_DIGITS + 1 or not digits.isascii() or not digits.isdigit():
+    if len(digits) != _CODE_DIGITS or not digits.isascii() or not digits.isdigit():
         return None
     if _damm(digits) != 0:
         return None

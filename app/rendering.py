@@ -44,6 +44,22 @@ def stylesheet() -> Markup:
     return Markup(css.strip())  # noqa: S704 - our own file, not input
 
 
+@cache
+def script() -> bytes:
+    """The optional same-origin script (draft kept across reloads, photos shrunk); the form works without it."""
+    return (resource_dir("static") / "tipbox.js").read_bytes()
+
+
+@cache
+def script_url() -> str:
+    """The script's address, named by its content so browsers may cache it for a year."""
+    return f"/static/tipbox.{script_digest()}.js"
+
+
+def script_digest() -> str:
+    return hashlib.sha256(script()).hexdigest()[:16]
+
+
 def csp_hash(text: str) -> str:
     """The CSP source expression that allows exactly this inline `<style>` text."""
     digest = hashlib.sha256(text.encode()).digest()

@@ -12,6 +12,7 @@ from email.headerregistry import Address
 from pathlib import Path
 from typing import Literal
 
+import limits
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -77,8 +78,13 @@ class Settings(BaseSettings):
     max_files: int = Field(default=5, ge=0, le=20)
     max_upload_bytes: int = Field(default=20_000_000, ge=0)
     max_text_chars: int = Field(default=5000, ge=100)
+    post_rate: str = "30/hour"
+    source_rate: str | None = "10/hour"
+    limits_storage: str = "memory://"
 
-    @field_validator("smtp_host", "smtp_username", "mail_from", "mailbox", "public_url", mode="before")
+    @field_validator(
+        "smtp_host", "smtp_username", "mail_from", "mailbox", "public_url", "source_rate", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -104,6 +110,13 @@ class Settings(BaseSettings):
                     f"TIPBOX_SECRET_KEY: set a random value of at least {_MIN_SECRET_CHARS} characters "
                     '(python3 -c "import secrets; print(secrets.token_urlsafe(32))")'
                 )
+        _check_rate(self.post_rate, "TIPBOX_POST_RATE")
+        if self.source_rate is not None:
+            _check_rate(self.source_rate, "TIPBOX_SOURCE_RATE")
+        if not re.match(r"^(memory://|rediss?://\S+)$", self.limits_storage):
+            raise ConfigError(
+                f"TIPBOX_LIMITS_STORAGE: {self.limits_storage!r} is neither memory:// nor a redis://host:port URL"
+            )
         if self.smtp_username is not None and self.smtp_password is None:
             raise ConfigError("TIPBOX_SMTP_PASSWORD: required when TIPBOX_SMTP_USERNAME is set")
         return self
@@ -157,6 +170,13 @@ class Settings(BaseSettings):
 
 
 _DEV_SECRET = secrets.token_bytes(32)
+
+
+def _check_rate(value: str, setting: str) -> None:
+    try:
+        limits.parse_many(value)
+    except ValueError as exc:
+        raise ConfigError(f"{setting}: {value!r} is not a rate like '30/hour' or '10 per hour'") from exc
 
 
 def _check_ca_file(path: Path) -> None:

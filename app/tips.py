@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
+from app import receipts
 from app.i18n import N_
 from app.settings import Post
-
 
 # Slug → label msgid. The order is the order on the form.
 CATEGORIES: dict[str, str] = {
@@ -22,6 +23,16 @@ CATEGORIES: dict[str, str] = {
     "smuggling": N_("Smuggling"),
     "other": N_("Something else"),
 }
+
+# Each category's digit in receipt codes (hidden under the secret key, see `receipts.new_code`), so a follow-up's
+# subject names the first tip's category and threads under it. Never renumber: codes already handed out would
+# name the wrong category. A new category takes an unused digit (0-9).
+RECEIPT_TAGS: dict[str, int] = {
+    "theft": 0, "drugs": 1, "weapons": 2, "border": 3, "trafficking": 4, "smuggling": 5, "other": 6,
+}
+RECEIPT_FIELD = "receipt"
+_RECEIPT_MAX_CHARS = 64
+BAD_RECEIPT = N_("This code is not right. Check the 16 digits, or leave it empty to send a new tip.")
 
 # Field → (maximum characters, single line?)
 SHORT_FIELDS: dict[str, int] = {"where": 300, "when": 200, "contact": 200}
@@ -37,7 +48,7 @@ class Problem:
 
     field: str
     message: str
-    params: Mapping[str, int] = field(default_factory=dict)
+    params: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +64,17 @@ class Tip:
     language: str
     received_at: datetime
     receipt: str
+    # The receipt code of the report this adds to (then `receipt` is the same code), or None for a new report.
+    follow_up_to: str | None = None
 
     @property
     def category_label(self) -> str:
         return CATEGORIES[self.category]
+
+
+def category_for_tag(tag: int) -> str | None:
+    """The category whose receipt tag is `tag`, or None (no code for any category carries that digit)."""
+    return next((slug for slug, digit in RECEIPT_TAGS.items() if digit == tag), None)
 
 
 def clean_text(value: str, *, multiline: bool) -> str:
@@ -76,12 +94,22 @@ def read_fields(fields: Mapping[str, str]) -> dict[str, str]:
     """The tip's own fields from a submitted form, cleaned (what the form shows back on a problem)."""
     values = {name: clean_text(fields.get(name, ""), multiline=name == "what") for name in TEXT_FIELDS}
     values["category"] = fields.get("category", "").strip()
+    values[RECEIPT_FIELD] = clean_text(fields.get(RECEIPT_FIELD, ""), multiline=False)
     return values
+
+
+def follow_up_code(values: Mapping[str, str]) -> str | None:
+    """The canonical receipt code the sender typed to add to an earlier report, or None for a new report."""
+    typed = values.get(RECEIPT_FIELD, "")
+    return receipts.parse_code(typed) if typed and len(typed) <= _RECEIPT_MAX_CHARS else None
 
 
 def validate(values: Mapping[str, str], max_text_chars: int) -> list[Problem]:
     """Problems with the cleaned fields, in form order; an empty list means the tip can be sent."""
     problems: list[Problem] = []
+    # The follow-up section comes first on the form once it is open (it is open whenever a code was typed).
+    if values.get(RECEIPT_FIELD) and follow_up_code(values) is None:
+        problems.append(Problem(RECEIPT_FIELD, BAD_RECEIPT))
     if values.get("category", "") not in CATEGORIES:
         problems.append(Problem("category", N_("Choose what it is about.")))
     what = values.get("what", "")
@@ -96,9 +124,14 @@ def validate(values: Mapping[str, str], max_text_chars: int) -> list[Problem]:
 
 
 def make_tip(
-    values: Mapping[str, str], post: Post, language: str, received_at: datetime, receipt: str
+    values: Mapping[str, str],
+    post: Post,
+    language: str,
+    received_at: datetime,
+    receipt: str,
+    follow_up_to: str | None = None,
 ) -> Tip:
-    """A `Tip` from fields that `validate` passed."""
+    """A `Tip` from fields that `validate` passed; a follow-up has `receipt == follow_up_to`."""
     return Tip(
         post=post,
         category=values["category"],
@@ -109,4 +142,5 @@ def make_tip(
         language=language,
         received_at=received_at,
         receipt=receipt,
+        follow_up_to=follow_up_to,
     )

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
+from httpx2 import Response
 from starlette.testclient import TestClient
 
 from app.main import create_app
@@ -87,7 +89,36 @@ def client(sink: Sink, make_settings: Callable[..., Settings]) -> Iterator[TestC
         yield test_client
 
 
-__all__ = ["PASSWORD", "USERNAME"]
+class _HiddenInputs(HTMLParser):
+    """Collects what a browser would post back untouched: hidden inputs and the (empty) honeypot."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        name = values.get("name")
+        if tag == "input" and name and (values.get("type") == "hidden" or name == "hp_extra"):
+            self.fields[name] = values.get("value") or ""
+
+
+def form_fields(client: TestClient, path: str = "/") -> dict[str, str]:
+    """GET the form at `path` and return the fields a browser would send back without the user typing."""
+    page = client.get(path)
+    assert page.status_code == 200, page.text
+    parser = _HiddenInputs()
+    parser.feed(page.text)
+    return parser.fields
+
+
+def post_tip(client: TestClient, path: str = "/", **fields: str) -> Response:
+    """Fetch the form like a phone would, fill `fields`, and send it."""
+    data = {**form_fields(client, path.split("?")[0]), **fields}
+    return client.post(path, data=data)
+
+
+__all__ = ["PASSWORD", "USERNAME", "form_fields", "post_tip"]
 
 
 @pytest.fixture(autouse=True)

@@ -36,7 +36,7 @@ class SinkHandler:
     # Replies for the next attempts, consumed first (e.g. ["451 busy"] then accept).
     script: list[str] = field(default_factory=list)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.attempts += 1
         if self.mode == "hang":
             await asyncio.sleep(3600)
@@ -78,7 +78,8 @@ class Sink:
         elif security == "tls":
             kwargs.update(ssl_context=tls)
         if auth:
-            kwargs.update(auth_required=True, auth_require_tls=security != "none", authenticator=_authenticator)
+            # aiosmtpd only knows about STARTTLS; on implicit TLS the whole connection is already encrypted.
+            kwargs.update(auth_required=True, auth_require_tls=security == "starttls", authenticator=_authenticator)
         self.controller = Controller(self.handler, **kwargs)
 
     def start(self) -> Sink:

@@ -1,5 +1,6 @@
 from starlette.testclient import TestClient
 
+from tests.conftest import post_tip
 from tests.mailsink import Sink
 
 
@@ -7,7 +8,7 @@ def test_form_renders_and_tip_is_delivered(client: TestClient, sink: Sink) -> No
     page = client.get("/")
     assert page.status_code == 200
     assert 'name="what"' in page.text
-    sent = client.post("/", data={"category": "drugs", "what": "Có người bán ma túy ở chợ"})
+    sent = post_tip(client, category="drugs", what="Có người bán ma túy ở chợ")
     assert sent.status_code == 200
     assert len(sink.handler.messages) == 1
     body = sink.handler.parsed()[0].get_body(("plain",))

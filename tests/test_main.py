@@ -1,0 +1,78 @@
+"""The app factory, and FastAPI's native telemetry switched off."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from fastapi import FastAPI
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from starlette.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings, load_settings
+from tests.conftest import post_tip
+from tests.mailsink import Sink
+
+
+def test_factory_builds_independent_apps(sink: Sink, make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    posts = tmp_path / "posts.toml"
+    posts.write_text('[posts.ncs]\nname = "Đồn Na Cô Sa"\nmailbox = "ncs@example.vn"\nlanguages = ["hmn", "vi"]\n')
+    one = TestClient(create_app(make_settings(sink)))
+    two = TestClient(create_app(make_settings(sink, mailbox=None, posts_file=posts)))
+    assert one.get("/p/ncs").status_code == 404
+    page = two.get("/p/ncs")
+    assert page.status_code == 200 and "Đồn Na Cô Sa" in page.text and '<html lang="hmn">' in page.text
+    untokened = re.compile(r'name="t" value="[^"]*"')  # each served form carries its own token
+    default = untokened.sub("", two.get("/").text)
+    assert default == untokened.sub("", page.text.replace("/p/ncs", "/"))  # the first post is the default form
+    assert one.get("/docs").status_code == 404 and one.get("/openapi.json").status_code == 404
+
+
+def test_dev_mode_starts_the_embedded_mailbox(tmp_path: Path) -> None:
+    settings = load_settings(dev_mailbox=tmp_path / "mbox", min_fill_seconds=0)
+    with TestClient(create_app(settings)) as client:
+        assert post_tip(client, category="drugs", what="thử nghiệm").status_code == 200
+    assert len(list((tmp_path / "mbox").glob("*.eml"))) == 1
+
+
+def test_native_telemetry_is_off(sink: Sink, make_settings: Callable[..., Settings]) -> None:
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    trace.set_tracer_provider(tracer_provider)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+
+    # Control: a plain FastAPI app records a span for a request with these providers installed.
+    control = FastAPI()
+
+    @control.get("/ping")
+    def ping() -> str:
+        return "pong"
+
+    TestClient(control).get("/ping")
+    assert spans.get_finished_spans(), "the control app should have been traced"
+    spans.clear()
+    reader.collect()
+
+    with TestClient(create_app(make_settings(sink))) as client:
+        client.get("/")
+        post_tip(client, category="drugs", what="không được ghi vết")
+    assert spans.get_finished_spans() == ()
+    collected = reader.get_metrics_data()
+    routes = {
+        str((point.attributes or {}).get("http.route"))
+        for resource in (collected.resource_metrics if collected else [])
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        for point in metric.data.data_points
+    }
+    assert "/ping" in routes  # the control's request was measured...
+    assert routes <= {"/ping", "None"}  # ...and none of tipbox's routes ("None": points with no route)

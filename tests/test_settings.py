@@ -1,0 +1,131 @@
+"""Settings: the `TIPBOX_*` contract, the posts file, and one clear line for every bad value."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.settings import ConfigError, load_settings
+
+SECRET = "s" * 40
+PROD = {"smtp_host": "smtp.example.vn", "mail_from": "tipbox@example.vn", "mailbox": "post@example.vn",
+        "secret_key": SECRET}
+
+
+def _posts_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "posts.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIPBOX_SMTP_HOST", "smtp.gmail.com")
+    monkeypatch.setenv("TIPBOX_SMTP_SECURITY", "tls")
+    monkeypatch.setenv("TIPBOX_MAIL_FROM", "tipbox@example.vn")
+    monkeypatch.setenv("TIPBOX_MAILBOX", "nacosa@example.vn")
+    monkeypatch.setenv("TIPBOX_SECRET_KEY", SECRET)
+    monkeypatch.setenv("TIPBOX_MIN_FILL_SECONDS", "5")
+    settings = load_settings()
+    assert settings.port == 465 and not settings.dev_mode and settings.min_fill_seconds == 5
+    posts = settings.load_posts()
+    assert [p.mailbox for p in posts.values()] == ["nacosa@example.vn"]
+
+
+def test_posts_file_lists_several_posts_in_order(tmp_path: Path) -> None:
+    path = _posts_file(tmp_path, """
+[posts.ncs]
+name = "Đồn Biên phòng Na Cô Sa"
+mailbox = "nacosa@example.vn"
+languages = ["hmn", "vi"]
+
+[posts.apachai]
+name = "Đồn Biên phòng A Pa Chải"
+mailbox = "apachai@example.vn"
+""")
+    settings = load_settings(**{**PROD, "mailbox": None, "posts_file": path})
+    posts = settings.load_posts()
+    assert list(posts) == ["ncs", "apachai"]
+    assert posts["ncs"].default_language == "hmn"
+    assert posts["apachai"].languages == ("vi", "hmn")
+
+
+def test_development_needs_no_settings() -> None:
+    settings = load_settings()
+    assert settings.dev_mode
+    assert len(settings.secret) == 32
+    assert list(settings.load_posts()) == ["demo"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        ({"mailbox": "not an address"}, "TIPBOX_MAILBOX"),
+        ({"mailbox": "a@b.vn, c@d.vn"}, "TIPBOX_MAILBOX"),
+        ({"mailbox": "post@example.vn\r\nBcc: x@evil.example"}, "TIPBOX_MAILBOX"),
+        ({"mail_from": "Tipbox <tipbox@example.vn>"}, "TIPBOX_MAIL_FROM"),
+        ({"mail_from": None}, "TIPBOX_MAIL_FROM"),
+        ({"smtp_security": "ssl"}, "TIPBOX_SMTP_SECURITY"),
+        ({"smtp_port": 70000}, "TIPBOX_SMTP_PORT"),
+        ({"smtp_ca_file": "/nonexistent/ca.pem"}, "TIPBOX_SMTP_CA_FILE"),
+        ({"secret_key": None}, "TIPBOX_SECRET_KEY"),
+        ({"secret_key": "change-me"}, "TIPBOX_SECRET_KEY"),
+        ({"secret_key": "short"}, "TIPBOX_SECRET_KEY"),
+        ({"mailbox": None}, "TIPBOX_MAILBOX"),
+        ({"smtp_username": "u"}, "TIPBOX_SMTP_PASSWORD"),
+        ({"public_url": "tip.example.vn"}, "TIPBOX_PUBLIC_URL"),
+        ({"min_fill_seconds": -1}, "TIPBOX_MIN_FILL_SECONDS"),
+    ],
+)
+def test_bad_configuration_is_one_line_naming_the_setting(overrides: dict[str, object], names: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(**{**PROD, **overrides})
+    message = str(error.value)
+    assert message.startswith(names)
+    assert "\n" not in message
+
+
+def test_unreadable_ca_file_content(tmp_path: Path) -> None:
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate")
+    with pytest.raises(ConfigError, match=r"^TIPBOX_SMTP_CA_FILE"):
+        load_settings(**PROD, smtp_ca_file=bad)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[posts.NCS]\nname='x'\nmailbox='a@b.vn'\n",
+        "[posts.ncs]\nmailbox='a@b.vn'\n",
+        "[posts.ncs]\nname='x'\nmailbox='nope'\n",
+        "[posts.ncs]\nname='x'\nmailbox='a@b.vn'\nlanguages=['fr']\n",
+        "[posts.ncs\nname='x'\n",
+        "title = 'no posts'\n",
+    ],
+)
+def test_bad_posts_file(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError, match=r"^TIPBOX_POSTS_FILE"):
+        load_settings(**{**PROD, "mailbox": None, "posts_file": _posts_file(tmp_path, text)})
+
+
+def test_cli_prints_one_clear_line_and_fails(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "TIPBOX_SMTP_HOST": "smtp.example.vn", "TIPBOX_MAIL_FROM": "tipbox@example.vn",
+           "TIPBOX_MAILBOX": "post@example.vn", "TIPBOX_SECRET_KEY": "change-me"}
+    for command in ("check", "serve"):
+        result = subprocess.run(
+            [sys.executable, "-m", "app.cli", command], env=env, capture_output=True, text=True, timeout=30,
+            cwd=tmp_path, check=False,
+        )
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "TIPBOX_SECRET_KEY" in lines[0]
+
+
+def test_cli_check_lists_the_posts(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", **{f"TIPBOX_{k.upper()}": v for k, v in PROD.items() if v}}
+    result = subprocess.run([sys.executable, "-m", "app.cli", "check"], env=env, capture_output=True, text=True,
+                            timeout=30, cwd=tmp_path, check=True)
+    assert "smtp.example.vn:587 (starttls)" in result.stdout
+    assert "post@example.vn" in result.stdout
