@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CATALOGS := $(wildcard app/locales/*/LC_MESSAGES/messages.po)
 COMPILED := $(CATALOGS:.po=.mo)
 
-.PHONY: run test lint typecheck check messages extract system-deps bench clean
+.PHONY: run test lint typecheck check messages extract review-list system-deps browser-deps bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("tipbox needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -25,7 +25,11 @@ run: $(STAMP) $(COMPILED)
 system-deps:
 	scripts/system-deps.sh
 
-test: $(STAMP) $(COMPILED) system-deps
+# axe-core for the browser tests' accessibility checks, pinned by tests/browser/package-lock.json.
+browser-deps:
+	npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+
+test: $(STAMP) $(COMPILED) system-deps browser-deps
 	$(BIN)/ruff check app tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
@@ -36,12 +40,25 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Translators: pull new strings out of the code into the catalogs, then compile them.
+# Throughput and footprint beside the bare stack (issue 8): installs Debian's wrk when root; writes
+# docs/benchmarks.md. BENCH_ARGS passes options, e.g. BENCH_ARGS="--duration 5 --profile /tmp/prof".
+bench: $(STAMP) $(COMPILED)
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends wrk >/dev/null; } || { echo "bench: install wrk (apt-get install wrk)" >&2; exit 1; }
+	BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS=\"$(BENCH_ARGS)\")" \
+		$(BIN)/python benchmarks/throughput.py $(BENCH_ARGS)
+
+# Translators: pull new strings out of the code (N_ and _ in app/, templates) into messages.pot, append the new
+# ones to every catalog, then `make messages` compiles them. Appending instead of `pybabel update`, which re-sorts
+# whole catalogs and drops the `#. review: native speaker` marks (scripts/catalogs.py, docs/translating.md).
 extract: $(STAMP)
 	$(BIN)/pybabel extract --mapping-file babel.cfg --keywords N_ --no-location --sort-output \
 		--project tipbox --output-file app/locales/messages.pot .
-	$(BIN)/pybabel update --domain messages --input-file app/locales/messages.pot --output-dir app/locales \
-		--no-fuzzy-matching --ignore-obsolete
+	$(BIN)/python scripts/catalogs.py update app/locales/messages.pot
+
+review-list: $(STAMP)
+	$(BIN)/python scripts/catalogs.py review docs/translating.md
 
 messages: $(COMPILED)
 

@@ -15,8 +15,11 @@ from app.settings import ConfigError, Settings, load_settings
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from app.budget import give_freed_memory_back
+    from app.hardening import HardenedHttpToolsProtocol
     from app.main import create_app
 
+    give_freed_memory_back()  # uploads are held in memory: after a burst, the process shrinks back
     logs.configure(args.log_level)
     app = create_app(settings)
     uvicorn.run(
@@ -24,13 +27,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http="httptools",
+        # httptools plus a header deadline and size cap; keep-alive, concurrency and body deadlines: docs/abuse.md.
+        http=HardenedHttpToolsProtocol,
         log_config=None,
         access_log=False,
         proxy_headers=False,
         server_header=False,
         timeout_keep_alive=5,
         limit_concurrency=args.limit_concurrency,
+        timeout_graceful_shutdown=10,
     )
     return 0
 
@@ -69,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=os.environ.get("TIPBOX_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("TIPBOX_PORT", "8000")))
     serve.add_argument("--log-level", default=os.environ.get("TIPBOX_LOG_LEVEL", "info"))
-    serve.add_argument("--limit-concurrency", type=int, default=200, help="connections before 503 (default 200)")
+    serve.add_argument(
+        "--limit-concurrency", type=int, default=1000, help="open connections before new requests get 503 (1000)"
+    )
     serve.set_defaults(run=_serve)
     check = commands.add_parser("check", help="validate the configuration and list the posts")
     check.set_defaults(run=_check)

@@ -15,11 +15,14 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from app.budget import Hold
+
 MAX_FIELDS = 64
 MAX_FIELD_BYTES = 256 * 1024
-# A slow client may take BODY_GRACE_SECONDS, then must keep up MIN_BODY_RATE: a text tip has 30 s, a 20 MB upload
-# over slow 3G still fits, and a connection trickling a byte at a time is answered 408 (docs/abuse.md).
+# A slow client may take BODY_GRACE_SECONDS, then must keep up MIN_BODY_RATE on average and never stall for
+# BODY_IDLE_SECONDS: a text tip has 30 s, a 20 MB upload over slow 3G still fits, a trickle gets 408 (docs/abuse.md).
 BODY_GRACE_SECONDS = 30.0
+BODY_IDLE_SECONDS = 15.0
 MIN_BODY_RATE = 8 * 1024
 
 
@@ -42,43 +45,55 @@ class Upload:
 
 @dataclass(slots=True)
 class Form:
-    """The text fields (last value wins) and the uploads, in the order they arrived."""
+    """The text fields (last value wins) and the uploads, in the order they arrived.
+
+    `over_budget`: the memory budget for uploads was full, so the files were dropped while the text was kept.
+    """
 
     fields: dict[str, str] = field(default_factory=dict)
     uploads: list[Upload] = field(default_factory=list)
+    over_budget: bool = False
 
     def get(self, name: str) -> str:
         return self.fields.get(name, "")
 
 
-async def read_form(request: Request, limit: int) -> Form:
-    """Parse the request body as urlencoded or multipart; refuse it once it grows past `limit` bytes."""
+async def read_form(request: Request, limit: int, hold: Hold | None = None) -> Form:
+    """Parse the request body as urlencoded or multipart; refuse it once it grows past `limit` bytes.
+
+    With a `hold`, every byte kept counts against the shared memory budget (`app.budget`): files that do not fit
+    are dropped (`Form.over_budget`) and the text is still read; text that does not fit is a 503.
+    """
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise FormError(400, "bad content-length")
         if int(declared) > limit:
             raise FormError(413, "declared body over the limit")
+    elif hold is not None:
+        hold.shared = False  # only a flooder streams a form without its length: it gets no share of the budget
     media_type, options = parse_options_header(request.headers.get("content-type", ""))
     if media_type == b"application/x-www-form-urlencoded":
-        return _parse_urlencoded(await _read_body(request, limit))
+        return _parse_urlencoded(await _read_body(request, limit, hold))
     if media_type == b"multipart/form-data":
         boundary = options.get(b"boundary")
         if not boundary:
             raise FormError(400, "multipart without boundary")
-        return await _parse_multipart(request, boundary, limit)
+        return await _parse_multipart(request, boundary, limit, hold)
     raise FormError(415, "not a form")
 
 
 async def _stream(request: Request) -> AsyncIterator[bytes]:
     """The body's chunks, under a deadline of BODY_GRACE_SECONDS plus a second per MIN_BODY_RATE bytes received."""
     stream = request.stream()
-    start, grace = asyncio.get_running_loop().time(), BODY_GRACE_SECONDS
+    loop = asyncio.get_running_loop()
+    start, grace = loop.time(), BODY_GRACE_SECONDS
     received = 0
     try:
         while True:
+            deadline = min(start + grace + received / MIN_BODY_RATE, loop.time() + BODY_IDLE_SECONDS)
             try:
-                async with asyncio.timeout_at(start + grace + received / MIN_BODY_RATE):
+                async with asyncio.timeout_at(deadline):
                     chunk = await anext(stream)
             except StopAsyncIteration:
                 return
@@ -92,15 +107,24 @@ async def _stream(request: Request) -> AsyncIterator[bytes]:
         await stream.aclose()
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, hold: Hold | None) -> bytes:
     chunks: list[bytes] = []
     size = 0
     async for chunk in _stream(request):
         size += len(chunk)
         if size > limit:
             raise FormError(413, "body over the limit")
+        if hold is not None and not hold.take(len(chunk)):
+            raise _over_budget(hold)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _over_budget(hold: Hold) -> FormError:
+    # A body of unknown length past its allowance is no browser's form (browsers declare the length): 413 at once.
+    if not hold.shared:
+        return FormError(413, "a body without Content-Length past its allowance")
+    return FormError(503, "request bodies over the memory budget")
 
 
 def _decode(raw: bytes) -> str:
@@ -128,15 +152,17 @@ def _parse_urlencoded(body: bytes) -> Form:
 
 
 class _MultipartCollector:
-    """Callbacks for python-multipart's streaming parser; everything stays in memory."""
+    """Callbacks for python-multipart's streaming parser; everything stays in memory, counted by `hold`."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold: Hold | None = None) -> None:
         self.form = Form()
         self.ended = False
+        self._hold = hold
         self._parts = 0
         self._header_field = bytearray()
         self._header_value = bytearray()
         self._headers: dict[bytes, bytes] = {}
+        self._file = False
         self._data = bytearray()
 
     def callbacks(self) -> dict[str, object]:
@@ -145,6 +171,7 @@ class _MultipartCollector:
             "on_header_field": lambda data, start, end: self._header_field.extend(data[start:end]),
             "on_header_value": lambda data, start, end: self._header_value.extend(data[start:end]),
             "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
             "on_part_data": self._part_data,
             "on_part_end": self._part_end,
             "on_end": self._end,
@@ -162,8 +189,36 @@ class _MultipartCollector:
         self._header_field.clear()
         self._header_value.clear()
 
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        self._file = b"filename" in options
+
     def _part_data(self, data: bytes, start: int, end: int) -> None:
+        size = end - start
+        if self._file:
+            if self.form.over_budget:
+                return
+            if self._hold is not None and not self._hold.take(size):
+                if not self._hold.shared:
+                    raise _over_budget(self._hold)
+                self._drop_files()
+                return
+        else:
+            # Checked as it arrives: a "text" field must not grow to the body limit before it is refused.
+            if len(self._data) + size > MAX_FIELD_BYTES:
+                raise FormError(413, "text field over the limit")
+            if self._hold is not None and not self._hold.take(size):
+                raise _over_budget(self._hold)
         self._data.extend(data[start:end])
+
+    def _drop_files(self) -> None:
+        """The budget is full: let go of every file of this request, and read on for the text."""
+        dropped = len(self._data) + sum(len(upload.data) for upload in self.form.uploads)
+        self.form.uploads.clear()
+        self.form.over_budget = True
+        self._data = bytearray()
+        if self._hold is not None:
+            self._hold.give_back(dropped)
 
     def _part_end(self) -> None:
         disposition, options = parse_options_header(self._headers.get(b"content-disposition", b""))
@@ -173,11 +228,9 @@ class _MultipartCollector:
         field_name = _decode(name)
         if b"filename" in options:
             # An empty file input still sends a part with filename=""; that is "no file chosen".
-            if self._data:
+            if self._data and not self.form.over_budget:
                 self.form.uploads.append(Upload(field_name, bytes(self._data)))
         else:
-            if len(self._data) > MAX_FIELD_BYTES:
-                raise FormError(413, "text field over the limit")
             self.form.fields[field_name] = _decode(bytes(self._data))
         self._data = bytearray()
 
@@ -185,8 +238,8 @@ class _MultipartCollector:
         self.ended = True
 
 
-async def _parse_multipart(request: Request, boundary: bytes, limit: int) -> Form:
-    collector = _MultipartCollector()
+async def _parse_multipart(request: Request, boundary: bytes, limit: int, hold: Hold | None) -> Form:
+    collector = _MultipartCollector(hold)
     try:
         parser = MultipartParser(boundary, collector.callbacks(), max_size=limit)  # type: ignore[arg-type]
     except (FormParserError, ValueError) as exc:

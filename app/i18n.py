@@ -104,17 +104,22 @@ def language_name(language: str, overrides: Path | None = None) -> str:
 def choose(requested: str | None, accept_language: str | None, offered: tuple[str, ...]) -> str:
     """The language for a page: `?lang=` first, then the phone's Accept-Language, then the post's default."""
     if requested:
-        code = _normalise(requested)
-        if code in offered:
-            return code
+        # The whole tag first, so an operator's `hmn-vn` catalog (another orthography) is not taken for `hmn`.
+        for code in (_tag(requested), _normalise(requested)):
+            if code in offered:
+                return code
     for code in _accepted(accept_language or ""):
         if code in offered:
             return code
     return offered[0]
 
 
+def _tag(tag: str) -> str:
+    return tag.strip().lower().replace("_", "-")
+
+
 def _normalise(tag: str) -> str:
-    primary = tag.strip().lower().replace("_", "-").split("-", 1)[0]
+    primary = _tag(tag).split("-", 1)[0]
     return _ALIASES.get(primary, primary)
 
 

@@ -45,6 +45,20 @@ class RedactAddresses(logging.Filter):
         return True
 
 
+# Libraries that write what they parse into DEBUG records: Pillow's TIFF reader logs every EXIF tag's value
+# (camera model, owner name, GPS...). They never log below INFO, whatever level the service runs at.
+QUIET_LIBRARIES = ("PIL",)
+
+
+def quiet_libraries() -> None:
+    """Hold the loggers of QUIET_LIBRARIES at INFO; `configure` calls it, and so does `app.attachments.images`
+    when it is imported, so the rule holds also where logging was set up by someone else (tests, an embedder)."""
+    for name in QUIET_LIBRARIES:
+        logger = logging.getLogger(name)
+        if logger.level < logging.INFO:  # NOTSET (inherit) included
+            logger.setLevel(logging.INFO)
+
+
 def configure(level: str = "INFO") -> None:
     """Log to stderr through the redacting filter; uvicorn's access log is silenced whatever its settings."""
     handler = logging.StreamHandler()
@@ -60,3 +74,4 @@ def configure(level: str = "INFO") -> None:
     access.handlers[:] = []
     access.propagate = False
     access.disabled = True
+    quiet_libraries()

@@ -14,7 +14,9 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from app import i18n, rendering
+from app import i18n, logs, rendering
+from app.attachments import Cleaner
+from app.budget import MemoryBudget
 from app.delivery import Mailer, SmtpServer
 from app.devmailbox import DevMailbox
 from app.guard import Guard
@@ -60,9 +62,14 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     server = smtp_server(settings)
     composer = Composer(settings.sender, settings.secret, settings.locales_dir)
     guard = Guard(settings, clock)
-    relay = Relay(composer, Mailer(server) if server else None, max_text_chars=settings.max_text_chars, guard=guard)
+    logs.quiet_libraries()  # also when the embedder never called logs.configure (tests, another ASGI server)
+    cleaner = Cleaner(max_files=settings.max_files, max_bytes=settings.max_upload_bytes)
+    mailer = Mailer(server) if server else None
+    relay = Relay(composer, mailer, max_text_chars=settings.max_text_chars, guard=guard, cleaner=cleaner)
     pages = Pages(dev_mode=settings.dev_mode, locales_dir=settings.locales_dir)
-    site = Site(settings=settings, posts=posts, pages=pages, relay=relay)
+    # Uploads are held in memory, never on disk: all requests together hold at most this much (app/budget.py).
+    budget = MemoryBudget(settings.upload_memory_bytes)
+    site = Site(settings=settings, posts=posts, pages=pages, relay=relay, budget=budget)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -86,6 +93,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         lifespan=lifespan,
     )
     app.include_router(build_router(site))
+    app.state.guard = guard  # what it holds can be inspected (tests: no address in any key)
+    app.state.budget = budget  # tests: every byte is given back once the requests are answered
 
     def _error_page(request: Request, status: int) -> Response:
         language = i18n.choose(

@@ -71,7 +71,7 @@ class Pages:
         `follow_up` opens the "I have sent a report before" section (it also opens when a receipt was typed).
         """
         gettext = i18n.translations(language, self.locales_dir).gettext
-        errors = {p.field: gettext(p.message) % dict(p.params) for p in problems}
+        errors = {p.field: " ".join(gettext(m) % dict(p.params) for m in (p.message, *p.more)) for p in problems}
         context = {
             "post": post,
             "action": f"{path}?lang={language}",
@@ -103,5 +103,6 @@ class Pages:
             "weeks": weeks,
             "today": today.day,
             "dev_mode": False,
+            "script": None,
         }
         return self._render("neutral.html", "vi", 200, context)

@@ -7,6 +7,7 @@ TrueType font whose coverage of every string is checked before anything is drawn
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import shutil
@@ -16,7 +17,8 @@ import tomllib
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -43,7 +45,7 @@ SIZES = {"A4": A4, "A3": A3, "A5": A5}
 LANGUAGES = ("vi", "hmn", "both")
 LAYOUTS = ("poster", "cards")
 PICTOGRAMS = ("scan", "write", "send")
-QUIET_ZONE = 2  # modules of white around the code, as ISO/IEC 18004 asks
+QUIET_ZONE = 4  # modules of white around the code, as ISO/IEC 18004 asks
 _A4_WIDTH = 210.0
 _PT = 25.4 / 72  # one point in millimetres
 _ALPHANUMERIC = re.compile(r"[0-9A-Z $%*+\-./:]+")
@@ -138,7 +140,8 @@ class Fonts:
 
 @cache
 def _register(path: Path) -> str:
-    name = f"tipbox-{path.stem}"
+    # reportlab's font registry is global: a name per file, so two fonts with the same file name never clash.
+    name = f"tipbox-{path.stem}-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]}"
     try:
         pdfmetrics.registerFont(TTFont(name, str(path)))
     except (OSError, TTFError) as exc:
@@ -207,6 +210,9 @@ def _wrap(text: str, font: str, size: float, width: float) -> list[str]:
     return lines
 
 
+_LEADING = 1.18  # line height, in font sizes
+
+
 def _fit(text: str, font: str, size: float, smallest: float, width: float, height: float) -> tuple[float, list[str]]:
     """The largest size (points) from `size` down to `smallest` at which `text` wraps into the box (mm)."""
     while True:
@@ -214,13 +220,21 @@ def _fit(text: str, font: str, size: float, smallest: float, width: float, heigh
         lines = _wrap(text, font, em, width)
         widest = max((pdfmetrics.stringWidth(line, font, em) for line in lines), default=0.0)
         if widest <= width and len(lines) * em * _LEADING <= height + 0.01:
-            return em, lines
+            return em, _balance(text, font, em, width, len(lines))
         if size <= smallest:
             raise PosterError(f"{text!r} does not fit on the sheet even at {smallest} pt: shorten it in the catalog")
         size = max(smallest, size - 0.5)
 
 
-_LEADING = 1.18
+def _balance(text: str, font: str, em: float, width: float, count: int) -> list[str]:
+    """The same number of lines, as even as they go: no lone word left on the last line."""
+    narrow, wide = width / count, width
+    for _ in range(12):  # bisect for the narrowest measure that still needs no more lines
+        middle = (narrow + wide) / 2
+        lines = _wrap(text, font, em, middle)
+        fits = all(pdfmetrics.stringWidth(line, font, em) <= middle for line in lines)
+        narrow, wide = (narrow, middle) if fits and len(lines) <= count else (middle, wide)
+    return _wrap(text, font, em, wide)
 
 
 # Drawing -------------------------------------------------------------------------------------------------
@@ -266,10 +280,10 @@ def _path_commands(d: str) -> Iterator[tuple[str, list[float]]]:
 class _Sheet:
     """A canvas in A4 millimetres measured from the top-left corner, whatever the real paper size."""
 
-    def __init__(self, canvas: Canvas, fonts: Fonts, paper_width: float) -> None:
+    def __init__(self, canvas: Canvas, fonts: Fonts, paper: tuple[float, float]) -> None:
         self.c, self.fonts = canvas, fonts
-        scale = paper_width / (_A4_WIDTH * mm)
-        self.height = canvas._pagesize[1] / (mm * scale)
+        scale = paper[0] / (_A4_WIDTH * mm)
+        self.height = paper[1] / (mm * scale)
         canvas.scale(mm * scale, mm * scale)
 
     def text(self, lines: Sequence[str], font: str, em: float, color: str, x: float, top: float,
@@ -289,26 +303,24 @@ class _Sheet:
         self.c.setFillColor(_color(color))
         self.c.roundRect(x, self.height - top - height, width, height, radius, stroke=0, fill=1)
 
-    def qr(self, text: str, x: float, top: float, size: float) -> float:
-        """The code, quiet zone included, as one path of rectangles; returns the symbol's width (mm)."""
+    def qr(self, text: str, x: float, top: float, size: float) -> None:
+        """The code, quiet zone included, `size` mm square: one filled path, a rectangle per run of dark modules.
+
+        One path rather than a rectangle per module: no hairline seams between neighbours in any viewer.
+        """
         matrix = qr_matrix(text)
         module = size / len(matrix)
         self.box(x, top, size, size, "white")
         path = self.c.beginPath()
         for row, cells in enumerate(matrix):
-            column = 0
-            while column < len(cells):
-                if not cells[column]:
-                    column += 1
-                    continue
-                start = column
-                while column < len(cells) and cells[column]:
-                    column += 1
-                y = self.height - top - (row + 1) * module
-                path.rect(x + start * module, y, (column - start) * module, module)
+            column, y = 0, self.height - top - (row + 1) * module
+            for dark, run in groupby(cells):
+                length = len(list(run))
+                if dark:
+                    path.rect(x + column * module, y, length * module, module)
+                column += length
         self.c.setFillColor(HexColor("#000000"))
         self.c.drawPath(path, stroke=0, fill=1)
-        return module * (len(matrix) - 2 * QUIET_ZONE)
 
     def picture(self, name: str, x: float, top: float, size: float) -> None:
         c = self.c
@@ -501,7 +513,7 @@ def render(settings: Settings, post: Post, choice: Choice, font: Path | None = N
         canvas.setTitle(f"{texts[0].title} · {content.name}")
         canvas.setCreator("tipbox")
         canvas.setSubject(content.url)
-        sheet = _Sheet(canvas, fonts, paper[0])
+        sheet = _Sheet(canvas, fonts, paper)
         if choice.layout == "cards":
             _cards(sheet, _layout()["cards"], content)
         else:
@@ -509,6 +521,12 @@ def render(settings: Settings, post: Post, choice: Choice, font: Path | None = N
         canvas.showPage()
         canvas.save()
     return buffer.getvalue()
+
+
+@lru_cache(maxsize=64)
+def render_cached(settings: Settings, post: Post, choice: Choice) -> bytes:
+    """`render` for the web route: the same few files are asked for again and again, and each costs ~0.1 s."""
+    return render(settings, post, choice)
 
 
 def preview(pdf: Path, png: Path, dpi: int = 100) -> None:

@@ -1,4 +1,5 @@
-"""One submission, start to finish: fields → validated tip → email → SMTP hand-off → what the sender sees."""
+"""One submission, start to finish: fields → validated tip → cleaned files → email → SMTP hand-off → what the
+sender sees."""
 
 from __future__ import annotations
 
@@ -8,35 +9,48 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from app import receipts, tips
+from app.attachments import AttachmentError, Cleaner
 from app.delivery import DeliveryError, Mailer
-from app.forms import Form
+from app.forms import Form, Upload
 from app.guard import Guard
+from app.i18n import N_
 from app.mail import Composer
 from app.settings import Post
 
 logger = logging.getLogger(__name__)
 
+# A refused file is named by its position among the files sent (never by its name), at its input. A browser cannot
+# fill a file input back in, so every form given back after files were chosen asks to choose them again.
+FILE_POSITION = N_("File %(position)d:")
+FILES_AGAIN = N_("The files were not sent: please choose them again.")
+FILE_INPUTS = ("photo", "voice")
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """`sent` (with the receipt), `invalid` (with problems), `failed` (not accepted by the mail server), `expired`
-    (the form was open too long) or `limited` (a rate limit). A form given back carries `token`."""
+    (the form was open too long), `limited` (a rate limit) or `busy` (no memory left for files). A form given back
+    carries `token`, and `files_again` when the sender's files must be chosen again."""
 
-    status: Literal["sent", "invalid", "failed", "expired", "limited"]
+    status: Literal["sent", "invalid", "failed", "expired", "limited", "busy"]
     values: dict[str, str]
     receipt: str = ""
     problems: list[tips.Problem] = field(default_factory=list)
     token: str = ""
+    files_again: bool = False
 
 
 class Relay:
     """Validates and forwards tips; `mailer` is set once the SMTP target is known (the dev mailbox's port)."""
 
-    def __init__(self, composer: Composer, mailer: Mailer | None, *, max_text_chars: int, guard: Guard) -> None:
+    def __init__(
+        self, composer: Composer, mailer: Mailer | None, *, max_text_chars: int, guard: Guard, cleaner: Cleaner
+    ) -> None:
         self.composer = composer
         self.mailer = mailer
         self.max_text_chars = max_text_chars
         self.guard = guard
+        self.cleaner = cleaner
 
     async def submit(self, post: Post, form: Form, language: str, source: str | None = None) -> Outcome:
         values = tips.read_fields(form.fields)
@@ -44,19 +58,37 @@ class Relay:
         check = self.guard.screen(post, form.fields)
         if check.status != "ok":
             return Outcome(check.status, values, receipt=check.receipt, token=check.token)
+        if form.over_budget:
+            return Outcome("busy", values, token=check.token)
+        # Every problem at once: the text's, and the files' that need no decoding (how many, how big, what).
         problems = tips.validate(values, self.max_text_chars)
+        try:
+            self.cleaner.check(form.uploads)
+        except AttachmentError as error:
+            problems += file_problems(form.uploads, error)
+        else:
+            problems += file_problems(form.uploads) if problems else []
         if problems:
             return Outcome("invalid", values, problems=problems, token=check.token)
+        had_files = bool(form.uploads)
         # A follow-up keeps the code the sender typed; a new report gets a code carrying its category (hidden).
         follow_up_to = tips.follow_up_code(values)
         receipt = follow_up_to or receipts.new_code(tips.RECEIPT_TAGS[values["category"]], self.composer.secret)
         ticket = await self.guard.admit(post, check, values, form.uploads, source, receipt)
         if ticket.status != "send":
-            return Outcome(ticket.status, values, receipt=ticket.receipt, token=check.token)
+            files_again = had_files and ticket.status != "sent"
+            return Outcome(ticket.status, values, receipt=ticket.receipt, token=check.token, files_again=files_again)
         delivered = False
         try:
+            # Decoding and re-encoding runs after the rate limits, so a flood cannot spend the CPU on it.
+            try:
+                attachments = await self.cleaner.clean(form.uploads)
+            except AttachmentError as error:
+                return Outcome("invalid", values, problems=file_problems(form.uploads, error), token=check.token)
+            form.uploads.clear()  # the originals are not needed any more: their memory is free before the email's
             tip = tips.make_tip(values, post, language, datetime.now(UTC), receipt, follow_up_to)
-            message = self.composer.compose(tip)
+            message = self.composer.compose(tip, attachments)
+            del attachments  # the email holds them now: no second copy while it is handed over
             if self.mailer is None:
                 raise RuntimeError("the mailer is not started")
             await self.mailer.send(message)
@@ -64,8 +96,29 @@ class Relay:
         except DeliveryError as exc:
             # One line, the reason only: no content, no receipt, nothing about the sender.
             logger.error("tip for post %s NOT delivered: %s", post.slug, exc.reason)
-            return Outcome("failed", values, token=check.token)
+            return Outcome("failed", values, token=check.token, files_again=had_files)
         finally:
             await self.guard.settle(ticket, delivered=delivered)
         logger.info("tip for post %s delivered", post.slug)
         return Outcome("sent", values, receipt=receipt)
+
+
+def file_problems(uploads: list[Upload], error: AttachmentError | None = None) -> list[tips.Problem]:
+    """One problem for each file input that sent files: the refused file's (by position) or "choose them again"."""
+    inputs = dict.fromkeys(_input(upload.field) for upload in uploads)
+    if error is None:
+        return [tips.Problem(name, FILES_AGAIN) for name in inputs]
+    refused = _input(uploads[error.position - 1].field) if error.position <= len(uploads) else FILE_INPUTS[0]
+    inputs.setdefault(refused)
+    params = {**error.params, "position": error.position}
+    return [
+        tips.Problem(name, FILE_POSITION, params, more=(error.reason, FILES_AGAIN))
+        if name == refused
+        else tips.Problem(name, FILES_AGAIN)
+        for name in inputs
+    ]
+
+
+def _input(field: str) -> str:
+    """The form's file input a part came from (a hand-made request may name another)."""
+    return field if field in FILE_INPUTS else FILE_INPUTS[0]

@@ -10,13 +10,14 @@ from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, Response
 
 from app import i18n, poster, rendering
+from app.budget import MemoryBudget
 from app.forms import FormError, read_form
 from app.guard import TOKEN_FIELD
 from app.i18n import N_
 from app.mail import VIETNAM
 from app.pages import NEUTRAL_PATH, Pages
 from app.privacy import SOURCE_KEY
-from app.relay import Relay
+from app.relay import FILES_AGAIN, Relay
 from app.settings import Post, Settings
 
 FORM_ERRORS = {
@@ -24,12 +25,17 @@ FORM_ERRORS = {
     400: N_("The form could not be read. Please go back and send it again."),
     415: N_("The form could not be read. Please go back and send it again."),
     408: N_("The connection was too slow. Please go back and press Send again."),
+    503: N_("Too many files are being sent right now. Please go back and press Send again in a few minutes."),
 }
 NOT_SENT = N_("Not sent yet. Please press Send again.")
 EXPIRED = N_("This form was open a long time. Check it and press Send again.")
 LIMITED = N_("Many tips were sent in the last hour. Not sent yet: please wait a while, then press Send again.")
+BUSY = N_(
+    "Too many files are being sent right now. Not sent yet: please wait a few minutes, choose the files again "
+    "and press Send."
+)
 # Form given back, by outcome: (notice, HTTP status). An expired form is a 409: the text is fine, the token is stale.
-GIVEN_BACK = {"expired": (EXPIRED, 409), "limited": (LIMITED, 429), "failed": (NOT_SENT, 503)}
+GIVEN_BACK = {"expired": (EXPIRED, 409), "limited": (LIMITED, 429), "failed": (NOT_SENT, 503), "busy": (BUSY, 503)}
 NOT_FOUND = N_("This page does not exist. Scan the code on the poster again.")
 # The script's URL carries its content hash, so it never changes under a cached copy.
 SCRIPT_CACHE = {"Cache-Control": "public, max-age=31536000, immutable"}
@@ -37,12 +43,13 @@ SCRIPT_CACHE = {"Cache-Control": "public, max-age=31536000, immutable"}
 
 @dataclass(frozen=True, slots=True)
 class Site:
-    """What the routes need: the posts, the page renderer, the relay and the settings."""
+    """What the routes need: the posts, the page renderer, the relay, the settings and the memory for uploads."""
 
     settings: Settings
     posts: dict[str, Post]
     pages: Pages
     relay: Relay
+    budget: MemoryBudget
 
     @property
     def default_post(self) -> Post:
@@ -121,8 +128,11 @@ def build_router(site: Site) -> APIRouter:
             choice = poster.Choice.parse(post, lang, size, layout)
         except ValueError:
             raise HTTPException(400) from None
-        headers = {"Content-Disposition": f'inline; filename="{choice.filename(post)}"', "Cache-Control": "no-store"}
-        return Response(poster.render(site.settings, post, choice), media_type="application/pdf", headers=headers)
+        # A download, not inline: Chrome's built-in viewer is blocked by the CSP every response carries.
+        disposition = f'attachment; filename="{choice.filename(post)}"'
+        pdf = poster.render_cached(site.settings, post, choice)
+        headers = {"Content-Disposition": disposition, "Cache-Control": "no-store"}
+        return Response(pdf, media_type="application/pdf", headers=headers)
 
     def _form(request: Request, post: Post, path: str, follow_up: bool = False) -> Response:
         language = site.language(request, post)
@@ -132,12 +142,14 @@ def build_router(site: Site) -> APIRouter:
     async def _submit(request: Request, post: Post, path: str, follow_up: bool = False) -> Response:
         language = site.language(request, post)
         gettext = i18n.translations(language, site.settings.locales_dir).gettext
-        try:
-            form = await read_form(request, site.settings.max_body_bytes)
-        except FormError as exc:
-            back = f"{path}?lang={language}"
-            return site.pages.error(language, exc.status, gettext(FORM_ERRORS[exc.status]), back)
-        outcome = await site.relay.submit(post, form, language, source=request.scope.get(SOURCE_KEY))
+        with site.budget.hold() as hold:  # the request's files count against the budget until it is answered
+            try:
+                form = await read_form(request, site.settings.max_body_bytes, hold)
+            except FormError as exc:
+                back = f"{path}?lang={language}"
+                return site.pages.error(language, exc.status, gettext(FORM_ERRORS[exc.status]), back)
+            outcome = await site.relay.submit(post, form, language, source=request.scope.get(SOURCE_KEY))
+            del form  # its files leave memory as their bytes leave the budget
         if outcome.status == "sent":
             # "Send another tip" leads to the plain form, also after a follow-up.
             return site.pages.sent(post, language, path.removesuffix("/more") or "/", outcome.receipt)
@@ -148,8 +160,9 @@ def build_router(site: Site) -> APIRouter:
                 follow_up=follow_up,
             )
         notice, status = GIVEN_BACK[outcome.status]
+        text = f"{gettext(notice)} {gettext(FILES_AGAIN)}" if outcome.files_again else gettext(notice)
         return site.pages.form(
-            post, language, path, values=outcome.values, notice=gettext(notice), hidden=hidden, status=status,
+            post, language, path, values=outcome.values, notice=text, hidden=hidden, status=status,
             follow_up=follow_up,
         )
 

@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     locales_dir: Path | None = None
     max_files: int = Field(default=5, ge=0, le=20)
     max_upload_bytes: int = Field(default=20_000_000, ge=0)
+    upload_memory_bytes: int = Field(default=200_000_000, ge=0)
     max_text_chars: int = Field(default=5000, ge=100)
     post_rate: str = "30/hour"
     source_rate: str | None = "10/hour"

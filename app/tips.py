@@ -44,11 +44,15 @@ _LINE_BREAKS = re.compile(r"\r\n?|\n")
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """What is wrong with one field, as a msgid with its parameters; shown next to that field."""
+    """What is wrong with one field, as a msgid with its parameters; shown next to that field.
+
+    `more`: msgids shown after `message`, one sentence each, with the same parameters.
+    """
 
     field: str
     message: str
     params: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    more: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ set -euo pipefail
 # command → Debian package
 declare -A NEED=(
   [chromium]=chromium
+  [npm]=npm
   [redis-server]=redis-server
   [pdftoppm]=poppler-utils
   [zbarimg]=zbar-tools

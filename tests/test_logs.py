@@ -37,3 +37,24 @@ def test_filter_rewrites_records_and_tracebacks() -> None:
     assert record.getMessage() == f"peer {REDACTED} said hi"
     assert record.exc_text is not None
     assert "198.51.100.7" not in record.exc_text and REDACTED in record.exc_text
+
+
+def test_pillow_never_logs_below_info(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow logs EXIF values (camera, owner, GPS) at DEBUG: held at INFO by configure, by the cleaners' import
+    and by the app factory, so an embedder that never calls `configure` is covered too."""
+    from app import logs
+    from app.main import create_app
+    from app.settings import load_settings
+
+    pil = logging.getLogger("PIL")
+    monkeypatch.setattr(pil, "level", logging.NOTSET)
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    monkeypatch.setattr(logging.getLogger(), "level", logging.WARNING)
+    logs.configure("debug")
+    assert pil.getEffectiveLevel() == logging.INFO and logging.getLogger().level == logging.DEBUG
+    pil.setLevel(logging.NOTSET)
+    create_app(load_settings(min_fill_seconds=0))
+    assert pil.level == logging.INFO
+    pil.setLevel(logging.WARNING)  # an operator may quieten it further
+    logs.quiet_libraries()
+    assert pil.level == logging.WARNING

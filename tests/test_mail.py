@@ -91,3 +91,22 @@ def test_contact_stays_in_the_body(client: TestClient, sink: Sink) -> None:
     assert b"0912" not in header_block
     plain = message.get_body(("plain",))
     assert plain is not None and "Zalo 0912 345 678" in plain.get_content()
+
+
+def test_files_are_listed_with_their_type_and_size_and_photos_shown_in_place() -> None:
+    from app.attachments import Attachment
+
+    photo = Attachment("photo", 1, "photo-1.jpg", "image/jpeg", b"\xff\xd8\xff" + bytes(1_234_000))
+    voice = Attachment("voice", 1, "voice-1.amr", "audio/amr", b"#!AMR\n" + bytes(349_500))
+    composer = Composer("tipbox@example.vn", b"k" * 32)
+    for files, shape in (
+        ([photo], ["multipart/alternative", "text/plain", "multipart/related", "text/html", "image/jpeg"]),
+        ([voice], ["multipart/mixed", "multipart/alternative", "text/plain", "text/html", "audio/amr"]),
+    ):
+        message = composer.compose(_tip(), files)
+        assert [part.get_content_type() for part in message.walk()] == shape
+        parsed = email.message_from_bytes(serialize(message), policy=email.policy.default)
+        assert [part.get_content_type() for part in parsed.walk()] == shape
+    plain = composer.compose(_tip(), [photo, voice]).get_body(("plain",))
+    assert plain is not None
+    assert "Tệp đính kèm (2):\n1. Ảnh JPEG, 1,2 MB\n2. Ghi âm AMR, 350 KB\n" in plain.get_content()

@@ -228,7 +228,7 @@ def test_the_service_serves_the_poster(
         response = client.get("/p/ncs/poster.pdf")
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/pdf"
-        assert 'filename="tipbox-poster-ncs-both-A4.pdf"' in response.headers["content-disposition"]
+        assert response.headers["content-disposition"] == 'attachment; filename="tipbox-poster-ncs-both-A4.pdf"'
         assert TITLE_VI in text_of(response.content)
         cards = client.get("/p/NCS/poster.pdf?lang=hmn&size=a5&layout=cards")
         assert cards.status_code == 200

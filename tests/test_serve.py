@@ -81,6 +81,8 @@ def test_a_tip_lands_in_the_dev_mailbox(served: Served) -> None:
     with _client() as client:
         form = client.get(served.url + "/")
         assert form.status_code == 200
+        assert "server" not in form.headers  # uvicorn's Server header is off
+        assert "set-cookie" not in form.headers
         assert "Development run" in form.text or "Bản chạy thử" in form.text
         data = {**_hidden_fields(form.text), "category": "weapons", "what": "Có người giấu súng kíp trong nương ngô"}
         sent = client.post(served.url + "/", data=data)

@@ -1,0 +1,186 @@
+"""WebM (Matroska) voice notes: a whitelist re-muxer.
+
+The EBML header and segment info are rewritten; only Opus or Vorbis audio tracks and their blocks are copied.
+Tags, attachments, chapters, cues, seek heads and every element not on the lists below are left behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from app.attachments._common import Unclean
+from app.attachments.ogg import empty_comment
+
+_EBML, _SEGMENT, _INFO, _TRACKS, _CLUSTER = 0x1A45DFA3, 0x18538067, 0x1549A966, 0x1654AE6B, 0x1F43B675
+_DOCTYPE, _TIMESCALE, _DURATION = 0x4282, 0x2AD7B1, 0x4489
+_TRACK_ENTRY, _TRACK_NUMBER, _TRACK_TYPE, _CODEC_ID, _AUDIO_SETTINGS = 0xAE, 0xD7, 0x83, 0x86, 0xE1
+_CONTENT_ENCODINGS, _CODEC_PRIVATE = 0x6D80, 0x63A2
+_TRACK_KEEP = {0x63A2, 0x56AA, 0x56BB, 0x23E383, 0x9C}  # codec private, codec delay, pre-roll, duration, lacing
+_AUDIO_KEEP = {0xB5, 0x78B5, 0x9F, 0x6264}  # sampling frequency, output frequency, channels, bit depth
+_CLUSTER_CHILDREN = {0xE7, 0xA3, 0xA0, 0xA7, 0xAB, 0x5854, 0xEC, 0xBF}
+_SIMPLE_BLOCK, _BLOCK_GROUP, _BLOCK, _CLUSTER_TIME = 0xA3, 0xA0, 0xA1, 0xE7
+_GROUP_KEEP = {0xA1, 0x9B, 0xFB, 0x75A2}  # block, duration, reference, discard padding
+_WEBM_CODECS = {b"A_OPUS", b"A_VORBIS"}
+
+
+def _vint(data: bytes, pos: int, *, marker: bool) -> tuple[int, int, bool]:
+    """(value, length, all ones) of the EBML variable-length integer at `pos`."""
+    if pos >= len(data) or data[pos] == 0:
+        raise Unclean("bad EBML number")
+    length = 9 - data[pos].bit_length()
+    if pos + length > len(data):
+        raise Unclean("truncated EBML number")
+    value = int.from_bytes(data[pos : pos + length], "big")
+    payload = value & ((1 << (7 * length)) - 1)
+    return (value if marker else payload), length, payload == (1 << (7 * length)) - 1
+
+
+def _elements(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(id, payload start, payload end) of each EBML element; unknown sizes only for Segment and Cluster."""
+    pos = start
+    while pos < end:
+        element, id_length, _ = _vint(data, pos, marker=True)
+        size, size_length, unknown = _vint(data, pos + id_length, marker=False)
+        payload = pos + id_length + size_length
+        if unknown and element == _SEGMENT:
+            stop = end
+        elif unknown and element == _CLUSTER:
+            stop = _cluster_end(data, payload, end)
+        elif unknown or payload + size > end:
+            raise Unclean("bad EBML element size")
+        else:
+            stop = payload + size
+        yield element, payload, stop
+        pos = stop
+
+
+def _cluster_end(data: bytes, pos: int, end: int) -> int:
+    """A Cluster of unknown size (as recorders write them) ends where an element that is not its child starts."""
+    while pos < end:
+        element, id_length, _ = _vint(data, pos, marker=True)
+        if element not in _CLUSTER_CHILDREN:
+            return pos
+        size, size_length, unknown = _vint(data, pos + id_length, marker=False)
+        pos += id_length + size_length + size
+        if unknown or pos > end:
+            raise Unclean("bad EBML element size")
+    return end
+
+
+def _ebml(element: int, *payload: bytes) -> bytes:
+    body = b"".join(payload)
+    length = next(n for n in range(1, 9) if len(body) < (1 << (7 * n)) - 1)
+    size = (1 << (7 * length)) | len(body)
+    return element.to_bytes((element.bit_length() + 7) // 8, "big") + size.to_bytes(length, "big") + body
+
+
+def _ebml_uint(element: int, value: int) -> bytes:
+    return _ebml(element, value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
+
+
+def doctype(data: bytes) -> bytes | None:
+    try:
+        for element, start, end in _elements(data, 0, len(data)):
+            if element != _EBML:
+                return None
+            return next((data[s:e].rstrip(b"\0") for i, s, e in _elements(data, start, end) if i == _DOCTYPE), None)
+    except Unclean:
+        return None
+    return None
+
+
+def clean_webm(data: bytes) -> bytes:
+    # Everything after the first Segment (a second one, trailing bytes) is left behind.
+    segment = next(((start, end) for element, start, end in _elements(data, 0, len(data)) if element == _SEGMENT), None)
+    if segment is None:
+        raise Unclean("no segment")
+    children = list(_elements(data, *segment))
+    info: list[bytes] = []
+    tracks: dict[int, bytes] = {}
+    for element, start, end in children:
+        if element == _INFO:
+            info += [_ebml(i, data[s:e]) for i, s, e in _elements(data, start, end) if i in (_TIMESCALE, _DURATION)]
+        elif element == _TRACKS:
+            for entry, s, e in _elements(data, start, end):
+                track = _webm_track(data, s, e) if entry == _TRACK_ENTRY else None
+                if track is not None:
+                    tracks[track[0]] = track[1]
+    clusters = [_webm_cluster(data, s, e, set(tracks)) for element, s, e in children if element == _CLUSTER]
+    clusters = [cluster for cluster in clusters if cluster]
+    # SeekHead, Cues (their offsets would be wrong), Tags, Attachments, Chapters, Void, CRC-32: dropped.
+    if not tracks or not clusters:
+        raise Unclean("no audio")
+    header = _ebml(
+        _EBML,
+        _ebml_uint(0x4286, 1), _ebml_uint(0x42F7, 1), _ebml_uint(0x42F2, 4), _ebml_uint(0x42F3, 8),
+        _ebml(_DOCTYPE, b"webm"), _ebml_uint(0x4287, 4), _ebml_uint(0x4285, 2),
+    )  # fmt: skip
+    info_element = _ebml(_INFO, *info, _ebml(0x4D80, b"tipbox"), _ebml(0x5741, b"tipbox"))
+    return header + _ebml(_SEGMENT, info_element, _ebml(_TRACKS, *tracks.values()), *clusters)
+
+
+def _webm_track(data: bytes, start: int, end: int) -> tuple[int, bytes] | None:
+    """(number, rebuilt TrackEntry) for an Opus or Vorbis audio track; None for other tracks."""
+    values = {element: (s, e) for element, s, e in _elements(data, start, end)}
+
+    def uint(element: int) -> int:
+        return int.from_bytes(data[slice(*values.get(element, (0, 0)))], "big")
+
+    if uint(_TRACK_TYPE) != 2:
+        return None  # video, subtitles...: dropped, and their blocks with them
+    number = uint(_TRACK_NUMBER)
+    codec = data[slice(*values.get(_CODEC_ID, (0, 0)))].rstrip(b"\0")
+    if codec not in _WEBM_CODECS or _CONTENT_ENCODINGS in values or not number:
+        raise Unclean("audio track that cannot be kept")
+    settings = values.get(_AUDIO_SETTINGS, (start, start))
+    audio = [_ebml(i, data[s:e]) for i, s, e in _elements(data, *settings) if i in _AUDIO_KEEP]
+    entry = [_ebml_uint(_TRACK_NUMBER, number), _ebml_uint(0x73C5, number), _ebml_uint(_TRACK_TYPE, 2)]
+    entry.append(_ebml(_CODEC_ID, codec))
+    kept = {element: data[slice(*values[element])] for element in sorted(_TRACK_KEEP) if element in values}
+    if codec == b"A_VORBIS" and _CODEC_PRIVATE in kept:
+        kept[_CODEC_PRIVATE] = vorbis_private(kept[_CODEC_PRIVATE])
+    entry += [_ebml(element, value) for element, value in kept.items()]
+    entry.append(_ebml(_AUDIO_SETTINGS, *audio))
+    return number, _ebml(_TRACK_ENTRY, *entry)
+
+
+def vorbis_private(private: bytes) -> bytes:
+    """Vorbis CodecPrivate (three Xiph-laced headers) with its comment header replaced by an empty one."""
+    if private[:1] != b"\x02":
+        raise Unclean("not three Vorbis headers")
+    sizes, pos = [], 1
+    for _ in range(2):
+        size = 0
+        while pos < len(private) and private[pos] == 255:
+            size, pos = size + 255, pos + 1
+        if pos >= len(private):
+            raise Unclean("truncated Vorbis headers")
+        sizes.append(size + private[pos])
+        pos += 1
+    ident = private[pos : pos + sizes[0]]
+    setup = private[pos + sizes[0] + sizes[1] :]
+    if not ident.startswith(b"\x01vorbis") or not setup.startswith(b"\x05vorbis"):
+        raise Unclean("unexpected Vorbis headers")
+    comment = empty_comment(b"\x03vorbis")
+    lacing = b"".join(b"\xff" * (len(part) // 255) + bytes([len(part) % 255]) for part in (ident, comment))
+    return b"\x02" + lacing + ident + comment + setup
+
+
+def _webm_cluster(data: bytes, start: int, end: int, tracks: set[int]) -> bytes:
+    """A Cluster with its timestamp and the blocks of `tracks` only; b"" when it has none of those."""
+    children: list[bytes] = []
+    blocks = 0
+    for element, s, e in _elements(data, start, end):
+        if element == _CLUSTER_TIME:
+            children.append(_ebml(element, data[s:e]))
+        elif element == _SIMPLE_BLOCK and _vint(data, s, marker=False)[0] in tracks:
+            children.append(_ebml(element, data[s:e]))
+            blocks += 1
+        elif element == _BLOCK_GROUP:
+            group = [(i, gs, ge) for i, gs, ge in _elements(data, s, e) if i in _GROUP_KEEP]
+            block = [gs for i, gs, _ in group if i == _BLOCK]
+            if len(block) == 1 and _vint(data, block[0], marker=False)[0] in tracks:
+                children.append(_ebml(_BLOCK_GROUP, *(_ebml(i, data[gs:ge]) for i, gs, ge in group)))
+                blocks += 1
+        # Position, PrevSize, SilentTracks, Void, CRC-32 and block additions: dropped.
+    return _ebml(_CLUSTER, *children) if blocks else b""

@@ -1,0 +1,99 @@
+"""How much of the request bodies tipbox holds in memory at once, all requests together (`TIPBOX_UPLOAD_MEMORY_BYTES`).
+
+Uploads are parsed in memory and never spooled to disk (an uncleaned photo in a temporary file is a leak), so
+without a bound 200 phones each sending 20 MB would take 4 GB. Every request gets a small allowance of its own,
+enough for any text tip, so a tip without files never waits on anyone's photos; past it, bytes are taken from the
+shared budget as they arrive and given back when the request ends. A request that finds the budget full is not
+refused outright: `app.forms` stops keeping its files and goes on reading the text, so the sender gets the form
+back with their words and "busy, choose the files again" (503). A body of unknown length (chunked: browsers
+always declare a form's length) gets its allowance only, and `app.forms` refuses it past that (413).
+
+The budget counts the bytes as received. On top of it come the photo being cleaned (one at a time, see
+`app.attachments.CLEANING_CONCURRENCY`) and the emails being handed to the SMTP server (about three times the
+email's size each while in flight); docs/benchmarks.md has the figures.
+
+Everything runs on the event loop's thread, so plain integers need no lock.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+ALLOWANCE = 64 * 1024
+# glibc's mallopt() parameters (malloc.h), and the values `tipbox serve` sets.
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
+_MMAP_THRESHOLD, _ARENA_MAX = 128 * 1024, 2
+
+
+class MemoryBudget:
+    """`limit` bytes shared by every request held; each request has `allowance` bytes of its own first."""
+
+    def __init__(self, limit: int, *, allowance: int = ALLOWANCE) -> None:
+        self.limit = limit
+        self.allowance = allowance
+        self.used = 0  # bytes taken from the shared budget right now
+
+    @contextmanager
+    def hold(self) -> Iterator[Hold]:
+        """A request's share of the budget, given back in full when the block ends, however it ends."""
+        hold = Hold(self)
+        try:
+            yield hold
+        finally:
+            hold.give_back(hold.held)
+
+
+class Hold:
+    """One request's bytes in memory: `take` as they arrive, `give_back` those it lets go of."""
+
+    def __init__(self, budget: MemoryBudget) -> None:
+        self._budget = budget
+        self.held = 0  # bytes this request holds
+        self._taken = 0  # of those, the part past the allowance, taken from the shared budget
+        self.shared = True  # False: the allowance only (`app.forms` sets it for a body of unknown length)
+
+    def take(self, size: int) -> bool:
+        """Count `size` more bytes; False, and nothing counted, when the shared budget cannot hold them."""
+        taken = max(0, self.held + size - self._budget.allowance)
+        more = taken - self._taken
+        if more > 0 and (not self.shared or self._budget.used + more > self._budget.limit):
+            return False
+        self._budget.used += more
+        self._taken = taken
+        self.held += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        """Stop counting `size` of the bytes held (they were dropped)."""
+        self.held = max(0, self.held - size)
+        taken = max(0, self.held - self._budget.allowance)
+        self._budget.used -= self._taken - taken
+        self._taken = taken
+
+
+def give_freed_memory_back() -> bool:
+    """Have glibc hand large freed buffers straight back to the system; False where that does not apply.
+
+    By default glibc raises its mmap threshold each time a large block is freed (up to 32 MB), so after a burst
+    of uploads their buffers are carved from the heap and the process keeps them: in benchmarks/attachments.py
+    20 uploads of 15 MB left it at 270 MB instead of 90. A fixed 128 KiB threshold maps every large buffer on its
+    own and unmaps it when freed; two arenas stop each worker thread from keeping a heap of its own. Called once
+    by `tipbox serve` before any thread starts; MALLOC_MMAP_THRESHOLD_ / MALLOC_ARENA_MAX in the environment win.
+    """
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    done = True
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        done = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and done
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        done = bool(mallopt(_M_ARENA_MAX, _ARENA_MAX)) and done
+    return done

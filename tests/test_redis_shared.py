@@ -1,0 +1,169 @@
+"""Replicas sharing Redis: two real `tipbox serve` processes share seen tokens, duplicates and the post's limit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+import redis
+
+from app.guard import HONEYPOT_FIELD, PREFIX, TOKEN_FIELD
+from app.main import create_app
+from app.settings import Settings
+from tests.conftest import SECRET, require
+from tests.mailsink import Sink, free_port
+from tests.test_flood import DISTINCTIVE, assert_no_address, submit
+from tests.test_guard import TIP, Clock, receipt_of, token_of
+
+pytestmark = pytest.mark.e2e
+
+CLIENT = "127.3.7.9"  # a loopback address of its own, so the one the servers see is distinctive
+POST_RATE = 4
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = require("redis-server", "redis-server")
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def module_sink() -> Iterator[Sink]:
+    server = Sink().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def replicas(redis_url: str, module_sink: Sink, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """Two `tipbox serve` processes on the same Redis (database 0) and the same SMTP sink."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIPBOX_")}
+    env.update(
+        TIPBOX_SMTP_HOST="127.0.0.1", TIPBOX_SMTP_PORT=str(module_sink.port), TIPBOX_SMTP_SECURITY="none",
+        TIPBOX_MAIL_FROM="tipbox@example.vn", TIPBOX_MAILBOX="post@example.vn", TIPBOX_SECRET_KEY=SECRET,
+        TIPBOX_MIN_FILL_SECONDS="0", TIPBOX_POST_RATE=f"{POST_RATE}/hour", TIPBOX_LIMITS_STORAGE=f"{redis_url}/0",
+    )
+    tipbox = str(Path(sys.executable).parent / "tipbox")
+    root = tmp_path_factory.mktemp("replicas")
+    ports = [free_port(), free_port()]
+    logs = [(root / f"replica{n}.log").open("wb") for n in range(2)]
+    processes = [
+        subprocess.Popen([tipbox, "serve", "--port", str(port)], env=env, cwd=root, stdout=log, stderr=log)
+        for port, log in zip(ports, logs, strict=True)
+    ]
+    try:
+        for port, process in zip(ports, processes, strict=True):
+            _wait_until_responds(f"http://127.0.0.1:{port}", process)
+        yield [f"http://127.0.0.1:{port}" for port in ports]
+    finally:
+        for process in processes:
+            process.terminate()
+        for process, log in zip(processes, logs, strict=True):
+            process.wait(timeout=10)
+            log.close()
+
+
+def _wait_until_responds(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"tipbox serve exited with {process.returncode}")
+        try:
+            if httpx2.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx2.TransportError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer")
+
+
+def _client() -> httpx2.Client:
+    return httpx2.Client(transport=httpx2.HTTPTransport(local_address=CLIENT), timeout=10)
+
+
+def _all_stored(url: str, db: int) -> list[str]:
+    with redis.Redis.from_url(f"{url}/{db}") as client:
+        found = []
+        for key in client.scan_iter():
+            found.append(key.decode())
+            if client.type(key) == b"string":
+                found.append(repr(client.get(key)))
+            elif client.type(key) == b"list":
+                found.extend(repr(item) for item in client.lrange(key, 0, -1))
+        return found
+
+
+def test_replicas_share_tokens_duplicates_and_the_post_limit(
+    replicas: list[str], module_sink: Sink, redis_url: str
+) -> None:
+    one, two = replicas
+    with _client() as client:
+        form = client.get(one + "/")
+        data = {TOKEN_FIELD: token_of(form), HONEYPOT_FIELD: "", **TIP}
+        first = client.post(one + "/", data=data)
+        assert first.status_code == 200 and len(module_sink.handler.messages) == 1
+        # The same tip through the other replica (a double tap the load balancer split): same page, no email.
+        again = client.post(two + "/", data=data)
+        assert again.status_code == 200 and receipt_of(again) == receipt_of(first)
+        # The same token with other text on the other replica: a replay, answered with a decoy.
+        replay = client.post(two + "/", data={**data, "what": "Tin khác, mã cũ"})
+        assert replay.status_code == 200 and receipt_of(replay) != receipt_of(first)
+        assert len(module_sink.handler.messages) == 1
+        # The post's limit is one count across both: 4 an hour in all, and the first tip and the replay (a valid,
+        # unseen-looking submission until its token was checked) have used two.
+        statuses = []
+        for n in range(POST_RATE):
+            url = replicas[n % 2]
+            fields = {TOKEN_FIELD: token_of(client.get(url + "/")), HONEYPOT_FIELD: ""}
+            statuses.append(client.post(url + "/", data={**fields, **TIP, "what": f"tin {n}"}).status_code)
+    assert statuses == [200] * (POST_RATE - 2) + [429] * 2
+    assert len(module_sink.handler.messages) == POST_RATE - 1
+    assert_no_address(_all_stored(redis_url, 0), CLIENT)
+    assert any(key.startswith(PREFIX + "limits") for key in _all_stored(redis_url, 0))
+
+
+def test_redis_keys_hold_no_address_and_change_every_hour(
+    redis_url: str, sink: Sink, make_settings: Callable[..., Settings]
+) -> None:
+    clock = Clock()
+    app = create_app(make_settings(sink, limits_storage=f"{redis_url}/1"), clock=clock)
+
+    async def run() -> None:
+        assert (await submit(app, DISTINCTIVE, "giờ thứ nhất")).status_code == 200
+        clock.now += 3600
+        assert (await submit(app, DISTINCTIVE, "giờ thứ hai")).status_code == 200
+
+    before = set(_all_stored(redis_url, 1))
+    asyncio.run(run())
+    stored = set(_all_stored(redis_url, 1)) - before
+    assert_no_address(stored, DISTINCTIVE)
+    sources = {key for key in stored if "/source/" in key}
+    assert len(sources) == 2  # one per hour: the same address, unlinkable across the hour
+    assert any(key.startswith(PREFIX + "seen:") for key in stored) and any("dup:" in key for key in stored)
