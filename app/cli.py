@@ -29,6 +29,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         loop="uvloop",
         # httptools plus a header deadline and size cap; keep-alive, concurrency and body deadlines: docs/abuse.md.
         http=HardenedHttpToolsProtocol,
+        # No websockets: uvicorn's handshake logs the client's address and port before any middleware runs.
+        ws="none",
         log_config=None,
         access_log=False,
         proxy_headers=False,

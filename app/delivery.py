@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
 import aiosmtplib
 
-from app.mail import serialize
+from app.mail import Wire, serialize
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,12 @@ class SmtpServer:
     timeout: float = 20.0
 
 
+@cache
+def local_hostname() -> str:
+    """This host's name for EHLO, looked up once (aiosmtplib would look it up in a worker thread for every send)."""
+    return socket.getfqdn()
+
+
 class Mailer:
     """Sends one message per call over a fresh SMTP connection, with one bounded retry for transient failures."""
 
@@ -49,6 +57,7 @@ class Mailer:
         self.server = server
         self._retry_delay = retry_delay
         self._tls_context = self._make_tls_context() if server.security != "none" else None
+        self._local_hostname = local_hostname()
 
     def _make_tls_context(self) -> ssl.SSLContext:
         cafile = str(self.server.ca_file) if self.server.ca_file else None
@@ -58,8 +67,11 @@ class Mailer:
 
     async def send(self, message: EmailMessage) -> None:
         """Return once the server accepted `message`; raise `DeliveryError` otherwise."""
-        sender, recipients = message["From"], [message["To"]]
-        data = serialize(message)
+        await self.send_wire(Wire(message["From"], (message["To"],), serialize(message)))
+
+    async def send_wire(self, message: Wire) -> None:
+        """`send` for a message already in its wire form (`Composer.compose_wire`), with its envelope."""
+        data, sender, recipients = message.data, message.sender, list(message.recipients)
         try:
             await self._send_once(data, sender, recipients)
         except DeliveryError as first:
@@ -83,6 +95,7 @@ class Mailer:
                 use_tls=server.security == "tls",
                 start_tls=server.security == "starttls",
                 tls_context=self._tls_context,
+                local_hostname=self._local_hostname,
                 timeout=server.timeout,
             )
         except aiosmtplib.SMTPAuthenticationError as exc:

@@ -19,6 +19,12 @@ from app.budget import Hold
 
 MAX_FIELDS = 64
 MAX_FIELD_BYTES = 256 * 1024
+# The real form is multipart; an urlencoded body carries no files, so it never needs more than this. Parsing and
+# cleaning 18 MB of "%0A" would hold the event loop for seconds before the token is even checked.
+MAX_URLENCODED_BYTES = 64 * 1024
+# A multipart body past its limit is read on (its files thrown away, its text kept, so the form comes back filled
+# in) up to this many times the limit; a body declared larger is refused unread.
+DISCARD_FACTOR = 4
 # A slow client may take BODY_GRACE_SECONDS, then must keep up MIN_BODY_RATE on average and never stall for
 # BODY_IDLE_SECONDS: a text tip has 30 s, a 20 MB upload over slow 3G still fits, a trickle gets 408 (docs/abuse.md).
 BODY_GRACE_SECONDS = 30.0
@@ -48,38 +54,52 @@ class Form:
     """The text fields (last value wins) and the uploads, in the order they arrived.
 
     `over_budget`: the memory budget for uploads was full, so the files were dropped while the text was kept.
+    `too_large`: the body was over its limit, so the files were dropped while the text was kept.
+    `dropped`: the inputs whose files were dropped, in the order they came.
     """
 
     fields: dict[str, str] = field(default_factory=dict)
     uploads: list[Upload] = field(default_factory=list)
     over_budget: bool = False
+    too_large: bool = False
+    dropped: list[str] = field(default_factory=list)
 
     def get(self, name: str) -> str:
         return self.fields.get(name, "")
 
 
 async def read_form(request: Request, limit: int, hold: Hold | None = None) -> Form:
-    """Parse the request body as urlencoded or multipart; refuse it once it grows past `limit` bytes.
+    """Parse the request body as urlencoded or multipart, with its files kept up to `limit` bytes of body.
 
+    A multipart body past `limit` (declared or as it streams) keeps its text and loses its files
+    (`Form.too_large`): the sender gets the form back filled in. It is read on up to DISCARD_FACTOR times `limit`;
+    a body declared larger than that, or an urlencoded body over MAX_URLENCODED_BYTES, is refused (413).
     With a `hold`, every byte kept counts against the shared memory budget (`app.budget`): files that do not fit
     are dropped (`Form.over_budget`) and the text is still read; text that does not fit is a 503.
     """
+    size: int | None = None
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise FormError(400, "bad content-length")
-        if int(declared) > limit:
-            raise FormError(413, "declared body over the limit")
+        size = int(declared)
     elif hold is not None:
         hold.shared = False  # only a flooder streams a form without its length: it gets no share of the budget
     media_type, options = parse_options_header(request.headers.get("content-type", ""))
     if media_type == b"application/x-www-form-urlencoded":
-        return _parse_urlencoded(await _read_body(request, limit, hold))
+        cap = min(limit, MAX_URLENCODED_BYTES)
+        if size is not None and size > cap:
+            raise FormError(413, "declared urlencoded body over the limit")
+        return _parse_urlencoded(await _read_body(request, cap, hold))
     if media_type == b"multipart/form-data":
+        if size is not None and size > limit * DISCARD_FACTOR:
+            raise FormError(413, "declared body over the hard limit")
         boundary = options.get(b"boundary")
         if not boundary:
             raise FormError(400, "multipart without boundary")
-        return await _parse_multipart(request, boundary, limit, hold)
+        return await _parse_multipart(request, boundary, limit, hold, too_large=size is not None and size > limit)
+    if size is not None and size > limit:
+        raise FormError(413, "declared body over the limit")
     raise FormError(415, "not a form")
 
 
@@ -147,6 +167,8 @@ def _parse_urlencoded(body: bytes) -> Form:
         raise FormError(400, "too many fields") from exc
     form = Form()
     for name, value in pairs:
+        if len(value) > MAX_FIELD_BYTES:
+            raise FormError(413, "text field over the limit")
         form.fields[name] = value
     return form
 
@@ -164,6 +186,7 @@ class _MultipartCollector:
         self._headers: dict[bytes, bytes] = {}
         self._file = False
         self._data = bytearray()
+        self._file_bytes = 0  # of the current file part, kept or not
 
     def callbacks(self) -> dict[str, object]:
         return {
@@ -183,6 +206,7 @@ class _MultipartCollector:
             raise FormError(400, "too many parts")
         self._headers = {}
         self._data = bytearray()
+        self._file_bytes = 0
 
     def _header_end(self) -> None:
         self._headers[bytes(self._header_field).lower()] = bytes(self._header_value)
@@ -196,12 +220,14 @@ class _MultipartCollector:
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         size = end - start
         if self._file:
-            if self.form.over_budget:
+            self._file_bytes += size
+            if self.form.over_budget or self.form.too_large:
                 return
             if self._hold is not None and not self._hold.take(size):
                 if not self._hold.shared:
                     raise _over_budget(self._hold)
                 self._drop_files()
+                self.form.over_budget = True
                 return
         else:
             # Checked as it arrives: a "text" field must not grow to the body limit before it is refused.
@@ -212,13 +238,20 @@ class _MultipartCollector:
         self._data.extend(data[start:end])
 
     def _drop_files(self) -> None:
-        """The budget is full: let go of every file of this request, and read on for the text."""
-        dropped = len(self._data) + sum(len(upload.data) for upload in self.form.uploads)
+        """Let go of every file of this request (the budget is full, or the body too large); read on for the text."""
+        dropped = (len(self._data) if self._file else 0) + sum(len(upload.data) for upload in self.form.uploads)
+        self.form.dropped += [upload.field for upload in self.form.uploads]
         self.form.uploads.clear()
-        self.form.over_budget = True
-        self._data = bytearray()
+        if self._file:
+            self._data = bytearray()
         if self._hold is not None:
             self._hold.give_back(dropped)
+
+    def too_large(self) -> None:
+        """The body is past its limit: no file is kept from here on, the text still is."""
+        if not self.form.too_large:
+            self._drop_files()
+            self.form.too_large = True
 
     def _part_end(self) -> None:
         disposition, options = parse_options_header(self._headers.get(b"content-disposition", b""))
@@ -228,8 +261,10 @@ class _MultipartCollector:
         field_name = _decode(name)
         if b"filename" in options:
             # An empty file input still sends a part with filename=""; that is "no file chosen".
-            if self._data and not self.form.over_budget:
+            if self._data and not (self.form.over_budget or self.form.too_large):
                 self.form.uploads.append(Upload(field_name, bytes(self._data)))
+            elif self._file_bytes:
+                self.form.dropped.append(field_name)
         else:
             self.form.fields[field_name] = _decode(bytes(self._data))
         self._data = bytearray()
@@ -238,18 +273,25 @@ class _MultipartCollector:
         self.ended = True
 
 
-async def _parse_multipart(request: Request, boundary: bytes, limit: int, hold: Hold | None) -> Form:
+async def _parse_multipart(
+    request: Request, boundary: bytes, limit: int, hold: Hold | None, *, too_large: bool = False
+) -> Form:
     collector = _MultipartCollector(hold)
+    if too_large:
+        collector.too_large()
+    hard_limit = limit * DISCARD_FACTOR
     try:
-        parser = MultipartParser(boundary, collector.callbacks(), max_size=limit)  # type: ignore[arg-type]
+        parser = MultipartParser(boundary, collector.callbacks(), max_size=hard_limit)  # type: ignore[arg-type]
     except (FormParserError, ValueError) as exc:
         raise FormError(400, "bad multipart boundary") from exc
     size = 0
     try:
         async for chunk in _stream(request):
             size += len(chunk)
+            if size > hard_limit:
+                raise FormError(413, "body over the hard limit")
             if size > limit:
-                raise FormError(413, "body over the limit")
+                collector.too_large()  # the files go; the text before and after them is still read
             parser.write(chunk)
         parser.finalize()
     except FormParserError as exc:

@@ -1,14 +1,17 @@
 """Keeping bots and floods out of a post's mailbox without knowing who anyone is (docs/abuse.md).
 
 Checked in this order for every submitted tip:
-1. the signed form token (this post, served at least `min_fill_seconds` and at most `form_max_age` ago) and the
-   honeypot: a bot is answered with the success page people see, with a decoy receipt, and nothing is sent;
-2. duplicates: the same text for the same post within `DUPLICATE_SECONDS` is sent once, and the second sender
-   sees the first receipt;
-3. rate limits per source (the privacy middleware's hourly key) and per post;
-4. the token is accepted once: a replayed token is a bot.
-What is kept (seen nonces, duplicate digests, counters) is short-lived, holds no address and no text, and lives in
-memory or, with `TIPBOX_LIMITS_STORAGE=redis://...`, in Redis shared by the replicas.
+1. the form token and the honeypot (`screen`, no storage): a missing or garbled token, a missing or filled
+   honeypot, or a form sent sooner than `min_fill_seconds` after it was served is a bot, answered with the success
+   page people see (a decoy receipt) while nothing is sent; a well-formed token that does not verify (another key,
+   another post) or one older than `form_max_age` gives the form back with a fresh token;
+2. the token's nonce (`admit`): claimed once; the same form sent again (a double tap, a reload) gets the receipt
+   it got the first time, and nothing is sent again; the same token with other text gives the form back, to be
+   sent as a new message;
+3. rate limits per source (the privacy middleware's hourly key) and per post, for claimed nonces only.
+What is kept (claimed nonces with a keyed digest of what was sent and its receipt, counters) is short-lived, holds
+no address and no text, and lives in memory or, with `TIPBOX_LIMITS_STORAGE=redis://...`, in Redis shared by the
+replicas.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import bisect
 import hashlib
 import hmac
 import json
@@ -25,33 +29,33 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import limits
-import redis.asyncio
-from limits.aio.storage import MemoryStorage, RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
-from redis.exceptions import RedisError
 
 from app import receipts
 from app.forms import Upload
 from app.settings import Post, Settings
 
+if TYPE_CHECKING:  # Redis is imported only when it is configured (TIPBOX_LIMITS_STORAGE=redis://...)
+    import redis.asyncio
+    from limits.aio.strategies import MovingWindowRateLimiter
+
 logger = logging.getLogger(__name__)
 
 TOKEN_FIELD = "t"  # noqa: S105 (a form field name, not a secret)
 HONEYPOT_FIELD = "hp_extra"
-DUPLICATE_SECONDS = 600
 PREFIX = "tipbox:"
-_PENDING = "pending"
+_PENDING = "pending"  # a nonce's value while its tip is being sent: "pending <digest>"; then "<digest> <receipt>"
 _POLL_SECONDS = 0.1
 _CLOCK_SKEW = 120.0
 _VERSION = 1
 _NONCE_BYTES = 13
 _MAC_BYTES = 16
 _TOKEN_BYTES = 1 + 6 + _NONCE_BYTES + _MAC_BYTES  # 36 bytes: 48 URL-safe characters, no padding
-_STORAGE_ERRORS = (RedisError, StorageError, OSError, TimeoutError)
+_SWEEP_SECONDS = 60.0
+_STORAGE_ERRORS: tuple[type[Exception], ...] = (StorageError, OSError, TimeoutError)  # and RedisError with Redis
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,20 +82,33 @@ class Tokens:
 
     def read(self, text: str, post: str) -> Token | None:
         """The token if well formed and signed for `post`; None if missing, malformed, forged or another post's."""
-        if len(text) != _TOKEN_BYTES * 4 // 3 or not text.isascii():
-            return None
-        try:
-            raw = base64.urlsafe_b64decode(text.encode("ascii"))
-        except (binascii.Error, ValueError):
+        raw = _decode(text)
+        if raw is None:
             return None
         head, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
-        if len(raw) != _TOKEN_BYTES or head[0] != _VERSION or not hmac.compare_digest(mac, self._mac(post, head)):
+        if not hmac.compare_digest(mac, self._mac(post, head)):
             return None
         return Token(post, int.from_bytes(head[1:7], "big") / 1000, head[7:].hex())
 
+    @staticmethod
+    def well_formed(text: str) -> bool:
+        """Shaped like a token of ours (whatever key signed it): what a form served by tipbox sends back."""
+        return _decode(text) is not None
+
+
+def _decode(text: str) -> bytes | None:
+    """A token's bytes if it has a token's length, encoding and version; its MAC is not checked."""
+    if len(text) != _TOKEN_BYTES * 4 // 3 or not text.isascii():
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(text.encode("ascii"))
+    except (binascii.Error, ValueError):
+        return None
+    return raw if len(raw) == _TOKEN_BYTES and raw[0] == _VERSION else None
+
 
 class Store(Protocol):
-    """Short-lived string values shared by the replicas: seen nonces and duplicate digests."""
+    """Short-lived string values shared by the replicas: claimed nonces, with a digest and a receipt."""
 
     async def claim(self, key: str, value: str, ttl: float) -> str | None:
         """Set `key` if absent (None); otherwise leave it and return its value."""
@@ -153,6 +170,8 @@ class RedisStore:
     """The store in Redis, on the connection pool the rate limiter shares."""
 
     def __init__(self, pool: redis.asyncio.ConnectionPool) -> None:
+        import redis.asyncio
+
         self._redis = redis.asyncio.Redis(connection_pool=pool)
         self._claim = self._redis.register_script(_CLAIM)
 
@@ -174,47 +193,85 @@ class RedisStore:
         await self._redis.aclose()
 
 
-class Limiter:
-    """Moving-window limits per source and per post, with the `limits` library's memory or Redis storage."""
+class MemoryWindows:
+    """Moving windows in this process's memory: for each key, the times of the hits still inside its window.
 
-    def __init__(self, settings: Settings, pool: redis.asyncio.ConnectionPool | None) -> None:
-        self.storage: MemoryStorage | RedisStorage
+    The same decisions as the `limits` library's moving window, without its memory storage's expiry task (two
+    worker-thread hops for every hit) and on the guard's clock. Keys whose window has emptied are dropped by the
+    next hit, at most `_SWEEP_SECONDS` later.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._hits: dict[str, tuple[float, list[float]]] = {}  # key: (window seconds, hit times, oldest first)
+        self._next_sweep = 0.0
+
+    def hit(self, item: limits.RateLimitItem, *identifiers: str) -> bool:
+        """Count a hit for `identifiers` unless `item.amount` hits already fall within the last `item` window."""
+        key, now, window = item.key_for(*identifiers), self._clock(), float(item.get_expiry())
+        times = self._hits.setdefault(key, (window, []))[1]
+        del times[: bisect.bisect_left(times, now - window)]  # a hit exactly one window ago still counts
+        if len(times) >= item.amount:
+            return False
+        times.append(now)
+        if now >= self._next_sweep:
+            self._hits = {k: (w, t) for k, (w, t) in self._hits.items() if t and t[-1] >= now - w}
+            self._next_sweep = now + _SWEEP_SECONDS
+        return True
+
+    def keys(self) -> list[str]:
+        return list(self._hits)
+
+
+class Limiter:
+    """Moving-window limits per source and per post, in this process's memory or in Redis (`limits` library)."""
+
+    def __init__(
+        self, settings: Settings, pool: redis.asyncio.ConnectionPool | None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.memory: MemoryWindows | None = None
+        self._redis: MovingWindowRateLimiter | None = None
         if pool is None:
-            self.storage = MemoryStorage()
+            self.memory = MemoryWindows(clock)
         else:
+            from limits.aio.storage import RedisStorage
+            from limits.aio.strategies import MovingWindowRateLimiter
+
             options: dict[str, Any] = {"connection_pool": pool}
-            self.storage = RedisStorage(
+            storage = RedisStorage(
                 "async+" + settings.limits_storage, implementation="redispy", key_prefix=PREFIX + "limits",
                 wrap_exceptions=True, **options,
             )
-        self._strategy = MovingWindowRateLimiter(self.storage)
+            self._redis = MovingWindowRateLimiter(storage)
         self._per_post = limits.parse_many(settings.post_rate)
         self._per_source = limits.parse_many(settings.source_rate) if settings.source_rate else []
 
     async def hit(self, post: str, source: str | None) -> bool:
         """Count one tip against the source's and the post's limits; False once either is reached."""
-        if source is not None:
-            for item in self._per_source:
-                if not await self._strategy.hit(item, "source", source):
-                    return False
-        for item in self._per_post:
-            if not await self._strategy.hit(item, "post", post):
+        checks = [(item, "source", source) for item in self._per_source] if source is not None else []
+        checks += [(item, "post", post) for item in self._per_post]
+        for item, kind, name in checks:
+            if self.memory is not None:
+                allowed = self.memory.hit(item, kind, name)
+            else:
+                assert self._redis is not None
+                allowed = await self._redis.hit(item, kind, name)
+            if not allowed:
                 return False
         return True
 
     def keys(self) -> list[str]:
-        """The memory storage's keys (a Redis storage's keys are listed with the store's)."""
-        if isinstance(self.storage, MemoryStorage):
-            return [*self.storage.events, *self.storage.storage]
-        return []
+        """The memory windows' keys (Redis keys are listed with the store's)."""
+        return self.memory.keys() if self.memory is not None else []
 
 
 @dataclass(frozen=True, slots=True)
 class Screening:
-    """Token and honeypot checked: `ok`, `sent` (a bot: show the decoy `receipt`) or `expired`.
+    """Token and honeypot checked: `ok`, `sent` (a bot: show the decoy `receipt`) or `expired` (too old, or signed
+    with another key or for another post: the form comes back).
 
-    `token` is what the form carries if it comes back (same serving time and a new nonce; for an expired form, a
-    fresh one that can be sent at once).
+    `token` is what the form carries if it comes back (same serving time and a new nonce; for an expired or
+    unverified form, a fresh one that can be sent at once).
     """
 
     status: Literal["ok", "sent", "expired"]
@@ -225,9 +282,10 @@ class Screening:
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """`send` (go on, then `settle`), `sent` (a duplicate's first receipt or a replay's decoy), `limited`, `failed`."""
+    """`send` (go on, then `settle`), `sent` (the form was sent before: its receipt), `changed` (the form was sent
+    before with other content: give it back), `limited`, `failed`."""
 
-    status: Literal["send", "sent", "limited", "failed"]
+    status: Literal["send", "sent", "changed", "limited", "failed"]
     receipt: str = ""
     digest: str = ""
     nonce: str = ""
@@ -245,32 +303,46 @@ class Guard:
         # Long enough for one send with its retry; a crashed sender's claim expires by itself.
         self._pending_seconds = 3 * settings.smtp_timeout + 15
         self._pool = None
+        self._storage_errors = _STORAGE_ERRORS
         if settings.limits_storage != "memory://":
+            import redis.asyncio
+            from redis.exceptions import RedisError
+
             self._pool = redis.asyncio.ConnectionPool.from_url(
                 settings.limits_storage, socket_timeout=2.0, socket_connect_timeout=2.0
             )
+            self._storage_errors = (RedisError, *_STORAGE_ERRORS)
         self.store: Store = RedisStore(self._pool) if self._pool is not None else MemoryStore(clock)
-        self.limiter = Limiter(settings, self._pool)
+        self.limiter = Limiter(settings, self._pool, clock)
         self.counts: Counter[str] = Counter()
 
     def form_fields(self, post: Post) -> dict[str, str]:
         """The hidden fields of a freshly served form."""
-        return {TOKEN_FIELD: self.tokens.issue(post.slug, self._clock())}
+        return dict([self.form_token(post)])
+
+    def form_token(self, post: Post) -> tuple[str, str]:
+        """A freshly served form's token field: (name, value)."""
+        return TOKEN_FIELD, self.tokens.issue(post.slug, self._clock())
 
     def screen(self, post: Post, fields: Mapping[str, str]) -> Screening:
         """Check the token and the honeypot; needs no storage."""
-        token = self.tokens.read(fields.get(TOKEN_FIELD, ""), post.slug)
+        text = fields.get(TOKEN_FIELD, "")
+        token = self.tokens.read(text, post.slug)
         honeypot = fields.get(HONEYPOT_FIELD)
         now = self._clock()
         reason = None
-        if token is None or now - token.issued < -_CLOCK_SKEW:
+        if (token is None and not self.tokens.well_formed(text)) or (token and now - token.issued < -_CLOCK_SKEW):
             reason = "invalid token"
         elif honeypot is None:
             reason = "honeypot missing"
         elif honeypot:
             reason = "honeypot filled"
-        elif now - token.issued > self._max_age:
-            # Backdated so that pressing Send at once is not "too fast".
+        elif token is None or now - token.issued > self._max_age:
+            # A form served before the secret key changed (or by a dev process since restarted), or for another
+            # post, is a person's as often as a bot's: it comes back like an expired one (a bot gets a fresh token,
+            # no more; docs/abuse.md). Backdated so that pressing Send at once is not "too fast".
+            if token is None:
+                self._count("token not verified (another key or post), form given back")
             return Screening("expired", self.tokens.issue(post.slug, now - self._min_fill))
         elif now - token.issued < self._min_fill:
             reason = "too fast"
@@ -293,37 +365,42 @@ class Guard:
         digest = self._digest(post, values, uploads)
         try:
             return await self._admit(post, screening.nonce, digest, source, receipt)
-        except _STORAGE_ERRORS as exc:
+        except self._storage_errors as exc:
             logger.error("tip not sent: the guard's storage is unavailable (%s)", type(exc).__name__)
             return Ticket("failed")
 
     async def _admit(self, post: Post, nonce: str, digest: str, source: str | None, receipt: str) -> Ticket:
+        # The nonce first: a form sent again is answered from its first sending and counts against no limit, and
+        # the limits are counted before anything costly (the caller decodes files only after `send`).
         deadline = asyncio.get_running_loop().time() + self._pending_seconds
-        while (first := await self.store.claim(f"dup:{digest}", _PENDING, self._pending_seconds)) is not None:
-            if first != _PENDING:
-                self._count("duplicate answered with the first receipt")
-                return Ticket("sent", first)
+        key = f"seen:{nonce}"
+        while (first := await self.store.claim(key, f"{_PENDING} {digest}", self._pending_seconds)) is not None:
+            state, _, value = first.partition(" ")
+            if state != _PENDING:
+                if state == digest:
+                    self._count("form sent again, answered with its receipt")
+                    return Ticket("sent", value)
+                self._count("form sent again with other content, given back")
+                return Ticket("changed")
             if asyncio.get_running_loop().time() > deadline:
                 return Ticket("failed")
-            await asyncio.sleep(_POLL_SECONDS)  # the same tip is being sent right now (a double tap)
+            await asyncio.sleep(_POLL_SECONDS)  # the same form is being sent right now (a double tap)
         if not await self.limiter.hit(post.slug, source):
-            await self.store.delete(f"dup:{digest}")
+            await self.store.delete(key)
             self._count("over a rate limit")
             return Ticket("limited")
-        if await self.store.claim(f"seen:{nonce}", "1", self._max_age + 2 * _CLOCK_SKEW) is not None:
-            await self.store.delete(f"dup:{digest}")
-            self._count("replayed token")
-            return Ticket("sent", receipts.new_code())
         return Ticket("send", receipt, digest, nonce)
 
     async def settle(self, ticket: Ticket, *, delivered: bool) -> None:
-        """Remember a delivered tip's receipt for duplicates; after a failure, free its token and text for a retry."""
+        """Remember a delivered form's digest and receipt for as long as its token lives; after a failure, free the
+        token for a retry."""
         try:
             if delivered:
-                await self.store.put(f"dup:{ticket.digest}", ticket.receipt, DUPLICATE_SECONDS)
+                ttl = self._max_age + 2 * _CLOCK_SKEW
+                await self.store.put(f"seen:{ticket.nonce}", f"{ticket.digest} {ticket.receipt}", ttl)
             else:
-                await self.store.delete(f"dup:{ticket.digest}", f"seen:{ticket.nonce}")
-        except _STORAGE_ERRORS as exc:
+                await self.store.delete(f"seen:{ticket.nonce}")
+        except self._storage_errors as exc:
             logger.error("the guard's storage is unavailable (%s)", type(exc).__name__)
 
     async def stored_keys(self) -> list[str]:
@@ -336,7 +413,7 @@ class Guard:
             await self._pool.aclose()
 
     def _digest(self, post: Post, values: Mapping[str, str], uploads: Sequence[Upload]) -> str:
-        """A keyed hash of the post and the normalised text (and files): equal for a double tap, never the text."""
+        """A keyed hash of the post and the normalised text (and files): equal for a reload, never the text."""
         text = {name: " ".join(value.split()).casefold() for name, value in values.items()}
         files = [(upload.field, hashlib.sha256(upload.data).hexdigest()) for upload in uploads]
         payload = json.dumps([post.slug, text, files], ensure_ascii=False, sort_keys=True)

@@ -11,10 +11,10 @@ import io
 import logging
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from babel.messages.catalog import Catalog
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
+if TYPE_CHECKING:  # Babel is loaded only to compile a .po in memory (an operator's, or one newer than its .mo)
+    from babel.messages.catalog import Catalog
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +55,15 @@ def available_languages(overrides: Path | None = None) -> frozenset[str]:
 
 
 def _read_catalog(path: Path) -> Catalog:
+    from babel.messages.pofile import read_po
+
     with path.open("rb") as handle:
         return read_po(handle, domain=DOMAIN)
 
 
 def _compile(catalog: Catalog) -> gettext.GNUTranslations:
+    from babel.messages.mofile import write_mo
+
     buffer = io.BytesIO()
     write_mo(buffer, catalog)
     buffer.seek(0)
@@ -108,10 +112,7 @@ def choose(requested: str | None, accept_language: str | None, offered: tuple[st
         for code in (_tag(requested), _normalise(requested)):
             if code in offered:
                 return code
-    for code in _accepted(accept_language or ""):
-        if code in offered:
-            return code
-    return offered[0]
+    return _preferred(accept_language or "", offered) or offered[0]
 
 
 def _tag(tag: str) -> str:
@@ -123,12 +124,14 @@ def _normalise(tag: str) -> str:
     return _ALIASES.get(primary, primary)
 
 
-def _accepted(header: str) -> list[str]:
-    """Language codes from an Accept-Language header, best first; malformed parts are skipped."""
-    weighted: list[tuple[float, int, str]] = []
-    for index, part in enumerate(header[:512].split(",")):
+def _preferred(header: str, offered: tuple[str, ...]) -> str | None:
+    """The offered language the Accept-Language header rates highest (the earliest of equals); malformed parts are
+    skipped. One pass, no sorting: this runs for every page served."""
+    best, best_quality = None, 0.0
+    for part in header[:512].split(","):
         tag, _, params = part.partition(";")
-        if not tag.strip() or tag.strip() == "*":
+        tag = tag.strip()
+        if not tag or tag == "*":
             continue
         quality = 1.0
         params = params.strip()
@@ -137,6 +140,8 @@ def _accepted(header: str) -> list[str]:
                 quality = float(params[2:])
             except ValueError:
                 continue
-        if quality > 0:
-            weighted.append((-quality, index, _normalise(tag)))
-    return [code for _, _, code in sorted(weighted)]
+        if quality > best_quality:
+            code = _normalise(tag)
+            if code in offered:
+                best, best_quality = code, quality
+    return best

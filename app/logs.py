@@ -11,7 +11,10 @@ import re
 
 _IPV4 = r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])"
 _IPV6 = r"(?<![\w:])(?:[0-9a-fA-F]{0,5}:){2,9}[0-9a-fA-F]{0,5}(?![\w:])"
-_ADDRESS = re.compile(f"{_IPV4}|\\[?{_IPV6}\\]?")
+# IPv4-mapped and -embedded IPv6 (::ffff:203.0.113.5), matched before either plain form.
+_MAPPED = r"(?<![\w:])(?:[0-9a-fA-F]{0,4}:){2,6}(?:\d{1,3}\.){3}\d{1,3}(?![\d.])"
+_ADDRESS = re.compile(f"\\[?{_MAPPED}\\]?|{_IPV4}|\\[?{_IPV6}\\]?")
+_CLOCK = re.compile(r"^\d{1,2}(?::\d{1,2})+$")
 REDACTED = "[address removed]"
 _NOT_A_PERSON = frozenset({"0.0.0.0", "::", "::1"})  # noqa: S104 - compared against, never bound
 
@@ -23,8 +26,8 @@ def redact(text: str) -> str:
         value = match.group(0)
         if value.strip("[]") in _NOT_A_PERSON or value.startswith("127."):
             return value  # loopback and "any": the service's own bind addresses, never a resident's
-        if ":" in value and "::" not in value and value.count(":") < 7:
-            return value  # a time or a ratio, not an IPv6 address
+        if _CLOCK.match(value):
+            return value  # a time or a ratio (22:40:11, 3:2), not an IPv6 address
         return REDACTED
 
     return _ADDRESS.sub(replace, text)
@@ -47,16 +50,17 @@ class RedactAddresses(logging.Filter):
 
 # Libraries that write what they parse into DEBUG records: Pillow's TIFF reader logs every EXIF tag's value
 # (camera model, owner name, GPS...). They never log below INFO, whatever level the service runs at.
-QUIET_LIBRARIES = ("PIL",)
+# aiosmtpd's "mail.log" (the dev mailbox) writes a line per SMTP command: noise, and at DEBUG the envelope.
+QUIET_LIBRARIES = {"PIL": logging.INFO, "mail.log": logging.WARNING}
 
 
 def quiet_libraries() -> None:
-    """Hold the loggers of QUIET_LIBRARIES at INFO; `configure` calls it, and so does `app.attachments.images`
+    """Hold the loggers of QUIET_LIBRARIES at their floor; `configure` calls it, and so does `app.attachments.images`
     when it is imported, so the rule holds also where logging was set up by someone else (tests, an embedder)."""
-    for name in QUIET_LIBRARIES:
+    for name, floor in QUIET_LIBRARIES.items():
         logger = logging.getLogger(name)
-        if logger.level < logging.INFO:  # NOTSET (inherit) included
-            logger.setLevel(logging.INFO)
+        if logger.level < floor:  # NOTSET (inherit) included
+            logger.setLevel(floor)
 
 
 def configure(level: str = "INFO") -> None:

@@ -18,13 +18,12 @@ from app import i18n, logs, rendering
 from app.attachments import Cleaner
 from app.budget import MemoryBudget
 from app.delivery import Mailer, SmtpServer
-from app.devmailbox import DevMailbox
 from app.guard import Guard
 from app.mail import Composer
 from app.pages import Pages
 from app.privacy import PrivacyMiddleware, SourceKeys, content_security_policy
 from app.relay import Relay
-from app.routes import NOT_FOUND, Site, build_router
+from app.routes import NOT_FOUND, Site, add_form_routes, build_router
 from app.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -66,15 +65,21 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     cleaner = Cleaner(max_files=settings.max_files, max_bytes=settings.max_upload_bytes)
     mailer = Mailer(server) if server else None
     relay = Relay(composer, mailer, max_text_chars=settings.max_text_chars, guard=guard, cleaner=cleaner)
-    pages = Pages(dev_mode=settings.dev_mode, locales_dir=settings.locales_dir)
+    pages = Pages(
+        dev_mode=settings.dev_mode, locales_dir=settings.locales_dir, min_fill_seconds=settings.min_fill_seconds,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     # Uploads are held in memory, never on disk: all requests together hold at most this much (app/budget.py).
     budget = MemoryBudget(settings.upload_memory_bytes)
     site = Site(settings=settings, posts=posts, pages=pages, relay=relay, budget=budget)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        mailbox = DevMailbox(settings.dev_mailbox) if server is None else None
-        if mailbox is not None:
+        mailbox = None
+        if server is None:
+            from app.devmailbox import DevMailbox  # aiosmtpd: only a development run needs an SMTP server
+
+            mailbox = DevMailbox(settings.dev_mailbox)
             port = await mailbox.start()
             relay.mailer = Mailer(SmtpServer("127.0.0.1", port, "none", timeout=settings.smtp_timeout))
             logger.warning("development run: tips go to the dev mailbox in %s", settings.dev_mailbox)
@@ -92,9 +97,11 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         openapi_url=None,
         lifespan=lifespan,
     )
+    add_form_routes(app, site)  # first: FastAPI matches the app's own routes before an included router's
     app.include_router(build_router(site))
     app.state.guard = guard  # what it holds can be inspected (tests: no address in any key)
     app.state.budget = budget  # tests: every byte is given back once the requests are answered
+    app.state.pages = pages  # tests: the pages kept rendered are bounded by the configuration
 
     def _error_page(request: Request, status: int) -> Response:
         language = i18n.choose(
@@ -113,5 +120,6 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
 
     csp = content_security_policy([rendering.csp_hash(rendering.stylesheet())])
     # Compression sits inside the privacy layer: it sees only allowlisted headers (accept-encoding is one), and
-    # it adds `Vary: Accept-Encoding` to every response it may compress.
+    # it adds `Vary: Accept-Encoding` to every response it may compress. The fresh form and the success page come
+    # compressed already (app/pagecache.py), with their own Content-Encoding and Vary: it passes those through.
     return PrivacyMiddleware(GZipMiddleware(app, minimum_size=500), csp=csp, sources=SourceKeys(clock))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import calendar
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -12,10 +12,15 @@ from typing import Any
 from starlette.responses import HTMLResponse
 
 from app import i18n, rendering
+from app.pagecache import SlottedPage
 from app.settings import Post
 from app.tips import CATEGORIES, Problem
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# A pre-compressed page says so itself; GZipMiddleware leaves a response with a Content-Encoding alone.
+GZIPPED = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+TOKEN_CHARS = 48  # app.guard's form token
+RECEIPT_CHARS = 19  # app.receipts' code, "0000 0000 0000 0000"
 # Where "Leave quickly" goes; its page says nothing about tips.
 NEUTRAL_PATH = "/calendar"
 _WEEKDAYS = ("T2", "T3", "T4", "T5", "T6", "T7", "CN")
@@ -23,12 +28,26 @@ _WEEKDAYS = ("T2", "T3", "T4", "T5", "T6", "T7", "CN")
 
 @dataclass(frozen=True, slots=True)
 class Pages:
-    """Renders pages in a language; `dev_mode` adds the development footer."""
+    """Renders pages in a language; `dev_mode` adds the development footer.
+
+    The fresh form and the success page are rendered once per post, language and address, and kept
+    (`app.pagecache`); a form given back with what was typed is rendered in full. The form tells the optional
+    script two settings: `min_fill_seconds` (it holds back a Send tapped sooner, as the guard would take it for a
+    bot's) and `max_upload_bytes` (it says "too big" before sending files that would be refused).
+    """
 
     dev_mode: bool
     locales_dir: Path | None = None
+    min_fill_seconds: float = 3.0
+    max_upload_bytes: int = 20_000_000
+    kept: dict[tuple[str | bool, ...], SlottedPage] = field(default_factory=dict, repr=False, compare=False)
 
     def _render(self, template: str, language: str, status: int, context: Mapping[str, Any]) -> HTMLResponse:
+        html = self._html(template, language, context)
+        headers = {**NO_STORE, "Content-Language": language}
+        return HTMLResponse(html, status_code=status, headers=headers)
+
+    def _html(self, template: str, language: str, context: Mapping[str, Any]) -> str:
         env = rendering.environment(language, self.locales_dir)
         defaults = {
             "lang": language,
@@ -37,9 +56,23 @@ class Pages:
             "script": rendering.script_url(),
             "leave": NEUTRAL_PATH,
         }
-        html = env.get_template(template).render({**defaults, **context})
+        return env.get_template(template).render({**defaults, **context})
+
+    def _cached(
+        self, key: tuple[str | bool, ...], render: Callable[[str], str], length: int, value: str, language: str,
+        gzip: bool,
+    ) -> HTMLResponse | None:
+        """The kept page for `key` with `value` in its slot; None if `value` cannot go in a slot unescaped."""
+        page = self.kept.get(key)
+        if page is None:
+            # Keys come from the configuration (posts, their languages, four addresses), never from a request.
+            page = self.kept[key] = SlottedPage.render(render, length)
+        if not page.fits(value):
+            return None
         headers = {**NO_STORE, "Content-Language": language}
-        return HTMLResponse(html, status_code=status, headers=headers)
+        if gzip:
+            return HTMLResponse(page.gzip(value), headers={**headers, **GZIPPED})
+        return HTMLResponse(page.identity(value), headers=headers)
 
     def _switch(self, post: Post, language: str, path: str) -> list[dict[str, str | bool]]:
         """One link per language the post offers, to the same form, for the language bar."""
@@ -82,13 +115,39 @@ class Pages:
             "notice": notice,
             "hidden": dict(hidden or {}),
             "follow_up": follow_up,
+            "min_fill": f"{self.min_fill_seconds:g}",
+            "max_upload": self.max_upload_bytes,
+            "max_upload_mb": max(1, round(self.max_upload_bytes / 1_000_000)),  # as app.attachments says it
         }
         return self._render("form.html", language, status, context)
 
-    def sent(self, post: Post, language: str, path: str, receipt: str) -> HTMLResponse:
+    def fresh_form(
+        self, post: Post, language: str, path: str, hidden: tuple[str, str], *, follow_up: bool = False,
+        gzip: bool = False,
+    ) -> HTMLResponse:
+        """The form as first served, from the kept page: the bytes `form` renders with this `hidden` field.
+
+        `hidden` is the form token's (name, value); `gzip` answers with the page compressed.
+        """
+        name, token = hidden
+
+        def render(value: str) -> str:
+            html = self.form(post, language, path, hidden={name: value}, follow_up=follow_up).body
+            return bytes(html).decode("utf-8")
+
+        key = ("form", post.slug, language, path, name, follow_up)
+        cached = self._cached(key, render, TOKEN_CHARS, token, language, gzip)
+        return cached or self.form(post, language, path, hidden={name: token}, follow_up=follow_up)
+
+    def sent(self, post: Post, language: str, path: str, receipt: str, *, gzip: bool = False) -> HTMLResponse:
         """The success page: shown only once the post's mail server accepted the tip."""
-        context = {"post": post, "receipt": receipt, "back": f"{path}?lang={language}"}
-        return self._render("sent.html", language, 200, context)
+        back = f"{path}?lang={language}"
+
+        def render(value: str) -> str:
+            return self._html("sent.html", language, {"post": post, "receipt": value, "back": back})
+
+        cached = self._cached(("sent", post.slug, language, path), render, RECEIPT_CHARS, receipt, language, gzip)
+        return cached or self._render("sent.html", language, 200, {"post": post, "receipt": receipt, "back": back})
 
     def error(self, language: str, status: int, message: str, back: str | None = None) -> HTMLResponse:
         """A short page for a request that cannot be answered with the form (unknown post, bad body...)."""

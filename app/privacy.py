@@ -3,10 +3,10 @@
 Only a short allowlist of request headers reaches the app (what it needs to read a form and pick a language).
 Every response gets strict security headers, and no response may set a cookie.
 
-The one thing derived from the address that leaves this layer is `scope["tipbox.source"]`: an HMAC of the
-address (an IPv6 address's /64) under a random key that lives only in this process's memory and is replaced
-every hour. The rate limiter counts per source with it; nothing can turn it back into an address once the hour's
-key is gone (docs/abuse.md, "Source keys").
+The one thing derived from the address that leaves this layer is `scope["tipbox.source"]`, set for a POST (a
+submitted tip; every other request gets None): an HMAC of the address (an IPv6 address's /64) under a random key
+that lives only in this process's memory and is replaced every hour. The rate limiter counts per source with it;
+nothing can turn it back into an address once the hour's key is gone (docs/abuse.md, "Source keys").
 """
 
 from __future__ import annotations
@@ -105,7 +105,9 @@ class PrivacyMiddleware:
             return
         scope = dict(scope)
         client = scope.get("client")
-        scope[SOURCE_KEY] = self.sources(str(client[0])) if client else None
+        # Only a submitted tip is counted per source; a page view needs no key (the HMAC is per-request work).
+        posted = scope.get("method") == "POST"
+        scope[SOURCE_KEY] = self.sources(str(client[0])) if client and posted else None
         scope["client"] = None
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k in ALLOWED_REQUEST_HEADERS]
 

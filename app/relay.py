@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from app import receipts, tips
-from app.attachments import AttachmentError, Cleaner
+from app.attachments import TOO_LARGE, AttachmentError, Cleaner
 from app.delivery import DeliveryError, Mailer
 from app.forms import Form, Upload
 from app.guard import Guard
@@ -29,10 +29,12 @@ FILE_INPUTS = ("photo", "voice")
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """`sent` (with the receipt), `invalid` (with problems), `failed` (not accepted by the mail server), `expired`
-    (the form was open too long), `limited` (a rate limit) or `busy` (no memory left for files). A form given back
-    carries `token`, and `files_again` when the sender's files must be chosen again."""
+    (the form was open too long), `changed` (this form was sent before with other content), `limited` (a rate
+    limit), `busy` (no memory left for files) or `too_large` (the body was over its limit: its files were dropped,
+    with problems). A form given back carries `token`, and `files_again` when the sender's files must be chosen
+    again."""
 
-    status: Literal["sent", "invalid", "failed", "expired", "limited", "busy"]
+    status: Literal["sent", "invalid", "failed", "expired", "changed", "limited", "busy", "too_large"]
     values: dict[str, str]
     receipt: str = ""
     problems: list[tips.Problem] = field(default_factory=list)
@@ -53,11 +55,18 @@ class Relay:
         self.cleaner = cleaner
 
     async def submit(self, post: Post, form: Form, language: str, source: str | None = None) -> Outcome:
-        values = tips.read_fields(form.fields)
-        # Bots get the page people get (with a decoy receipt); an expired form comes back with a fresh token.
+        # Bots get the page people get (with a decoy receipt), before anything is read; an expired form (or one
+        # whose token another key signed) comes back with a fresh token.
         check = self.guard.screen(post, form.fields)
+        if check.status == "sent":
+            return Outcome("sent", {}, receipt=check.receipt)
+        values = tips.read_fields(form.fields)
         if check.status != "ok":
-            return Outcome(check.status, values, receipt=check.receipt, token=check.token)
+            return Outcome(check.status, values, token=check.token)
+        if form.too_large:
+            # The files are gone; the text is not: every problem at once, the files' at their inputs.
+            problems = tips.validate(values, self.max_text_chars) + dropped_problems(form.dropped, self.cleaner)
+            return Outcome("too_large", values, problems=problems, token=check.token)
         if form.over_budget:
             return Outcome("busy", values, token=check.token)
         # Every problem at once: the text's, and the files' that need no decoding (how many, how big, what).
@@ -87,11 +96,11 @@ class Relay:
                 return Outcome("invalid", values, problems=file_problems(form.uploads, error), token=check.token)
             form.uploads.clear()  # the originals are not needed any more: their memory is free before the email's
             tip = tips.make_tip(values, post, language, datetime.now(UTC), receipt, follow_up_to)
-            message = self.composer.compose(tip, attachments)
+            message = self.composer.compose_wire(tip, attachments)
             del attachments  # the email holds them now: no second copy while it is handed over
             if self.mailer is None:
                 raise RuntimeError("the mailer is not started")
-            await self.mailer.send(message)
+            await self.mailer.send_wire(message)
             delivered = True
         except DeliveryError as exc:
             # One line, the reason only: no content, no receipt, nothing about the sender.
@@ -116,6 +125,16 @@ def file_problems(uploads: list[Upload], error: AttachmentError | None = None) -
         if name == refused
         else tips.Problem(name, FILES_AGAIN)
         for name in inputs
+    ]
+
+
+def dropped_problems(dropped: list[str], cleaner: Cleaner) -> list[tips.Problem]:
+    """The body was too large: "too big" at the first input that sent files, "choose them again" at each."""
+    inputs = list(dict.fromkeys(_input(name) for name in dropped)) or [FILE_INPUTS[0]]
+    params = cleaner.too_large_params()
+    return [
+        tips.Problem(inputs[0], TOO_LARGE, params, more=(FILES_AGAIN,)),
+        *(tips.Problem(name, FILES_AGAIN) for name in inputs[1:]),
     ]
 
 

@@ -32,6 +32,8 @@ def environment(language: str, overrides: Path | None = None) -> Environment:
         extensions=["jinja2.ext.i18n"],
         trim_blocks=True,
         lstrip_blocks=True,
+        # Templates do not change while the service runs: no stat() of every template file on every render.
+        auto_reload=False,
     )
     env.install_gettext_translations(i18n.translations(language, overrides), newstyle=True)  # type: ignore[attr-defined]
     return env

@@ -5,16 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, Response
 
-from app import i18n, poster, rendering
+from app import i18n, rendering
 from app.budget import MemoryBudget
 from app.forms import FormError, read_form
 from app.guard import TOKEN_FIELD
 from app.i18n import N_
 from app.mail import VIETNAM
+from app.pagecache import accepts_gzip
 from app.pages import NEUTRAL_PATH, Pages
 from app.privacy import SOURCE_KEY
 from app.relay import FILES_AGAIN, Relay
@@ -29,13 +30,20 @@ FORM_ERRORS = {
 }
 NOT_SENT = N_("Not sent yet. Please press Send again.")
 EXPIRED = N_("This form was open a long time. Check it and press Send again.")
+CHANGED = N_("This form was already sent. Check it and press Send again to send it as a new message.")
 LIMITED = N_("Many tips were sent in the last hour. Not sent yet: please wait a while, then press Send again.")
 BUSY = N_(
     "Too many files are being sent right now. Not sent yet: please wait a few minutes, choose the files again "
     "and press Send."
 )
 # Form given back, by outcome: (notice, HTTP status). An expired form is a 409: the text is fine, the token is stale.
-GIVEN_BACK = {"expired": (EXPIRED, 409), "limited": (LIMITED, 429), "failed": (NOT_SENT, 503), "busy": (BUSY, 503)}
+# A form sent again with other content (edited after a lost answer) is a 409 too: sending it makes a new message.
+GIVEN_BACK = {
+    "expired": (EXPIRED, 409), "changed": (CHANGED, 409), "limited": (LIMITED, 429), "failed": (NOT_SENT, 503),
+    "busy": (BUSY, 503),
+}
+# Form given back with problems at their fields, by outcome: HTTP status (a body over its limit lost its files).
+WITH_PROBLEMS = {"invalid": 422, "too_large": 413}
 NOT_FOUND = N_("This page does not exist. Scan the code on the poster again.")
 # The script's URL carries its content hash, so it never changes under a cached copy.
 SCRIPT_CACHE = {"Cache-Control": "public, max-age=31536000, immutable"}
@@ -62,10 +70,81 @@ class Site:
         return post
 
     def language(self, request: Request, post: Post) -> str:
-        return i18n.choose(request.query_params.get("lang"), request.headers.get("accept-language"), post.languages)
+        # `?lang=` is the only parameter read; most requests (the QR code's address) have no query to parse.
+        requested = request.query_params.get("lang") if request.scope["query_string"] else None
+        return i18n.choose(requested, request.headers.get("accept-language"), post.languages)
+
+
+def add_form_routes(app: FastAPI, site: Site) -> None:
+    """The form's addresses (GET: the form; POST: a tip), as plain Starlette routes on the app itself.
+
+    They take nothing FastAPI would parse or validate, so they skip its dependency solving, and FastAPI matches a
+    route of its own before it looks into an included router. Add them before `build_router`'s routes.
+    """
+
+    async def default_page(request: Request) -> Response:
+        return await _page(request, site.default_post, "/")
+
+    async def post_page(request: Request) -> Response:
+        post = site.find(request.path_params["slug"])
+        return await _page(request, post, f"/p/{post.slug}")
+
+    # "I have sent a report before": the same form with the receipt-code section open.
+    async def default_more_page(request: Request) -> Response:
+        return await _page(request, site.default_post, "/more", follow_up=True)
+
+    async def post_more_page(request: Request) -> Response:
+        post = site.find(request.path_params["slug"])
+        return await _page(request, post, f"/p/{post.slug}/more", follow_up=True)
+
+    for path, endpoint in (
+        ("/", default_page),
+        ("/p/{slug}", post_page),
+        ("/P/{slug}", post_page),  # the poster's QR code spells the URL in capitals (a smaller code)
+        ("/more", default_more_page),
+        ("/p/{slug}/more", post_more_page),
+    ):
+        app.add_route(path, endpoint, methods=["GET", "POST"])
+
+    async def _page(request: Request, post: Post, path: str, follow_up: bool = False) -> Response:
+        if request.method == "POST":
+            return await _submit(request, post, path, follow_up)
+        language = site.language(request, post)
+        gzip = accepts_gzip(request.headers.get("accept-encoding", ""))
+        token = site.relay.guard.form_token(post)
+        return site.pages.fresh_form(post, language, path, token, follow_up=follow_up, gzip=gzip)
+
+    async def _submit(request: Request, post: Post, path: str, follow_up: bool = False) -> Response:
+        language = site.language(request, post)
+        gettext = i18n.translations(language, site.settings.locales_dir).gettext
+        with site.budget.hold() as hold:  # the request's files count against the budget until it is answered
+            try:
+                form = await read_form(request, site.settings.max_body_bytes, hold)
+            except FormError as exc:
+                back = f"{path}?lang={language}"
+                return site.pages.error(language, exc.status, gettext(FORM_ERRORS[exc.status]), back)
+            outcome = await site.relay.submit(post, form, language, source=request.scope.get(SOURCE_KEY))
+            del form  # its files leave memory as their bytes leave the budget
+        if outcome.status == "sent":
+            # "Send another tip" leads to the plain form, also after a follow-up.
+            gzip = accepts_gzip(request.headers.get("accept-encoding", ""))
+            return site.pages.sent(post, language, path.removesuffix("/more") or "/", outcome.receipt, gzip=gzip)
+        hidden = {TOKEN_FIELD: outcome.token}
+        if outcome.status in WITH_PROBLEMS:
+            return site.pages.form(
+                post, language, path, values=outcome.values, problems=outcome.problems, hidden=hidden,
+                status=WITH_PROBLEMS[outcome.status], follow_up=follow_up,
+            )
+        notice, status = GIVEN_BACK[outcome.status]
+        text = f"{gettext(notice)} {gettext(FILES_AGAIN)}" if outcome.files_again else gettext(notice)
+        return site.pages.form(
+            post, language, path, values=outcome.values, notice=text, hidden=hidden, status=status,
+            follow_up=follow_up,
+        )
 
 
 def build_router(site: Site) -> APIRouter:
+    """The other addresses: health, the script, the neutral page, the posters."""
     router = APIRouter()
 
     @router.get("/healthz")
@@ -82,47 +161,10 @@ def build_router(site: Site) -> APIRouter:
     async def neutral() -> Response:
         return site.pages.neutral(datetime.now(VIETNAM).date())
 
-    @router.get("/")
-    async def default_form(request: Request) -> Response:
-        return _form(request, site.default_post, "/")
-
-    @router.post("/")
-    async def default_submit(request: Request) -> Response:
-        return await _submit(request, site.default_post, "/")
-
-    @router.get("/p/{slug}")
-    @router.get("/P/{slug}")  # the poster's QR code spells the URL in capitals (a smaller code)
-    async def post_form(request: Request, slug: str) -> Response:
-        post = site.find(slug)
-        return _form(request, post, f"/p/{post.slug}")
-
-    @router.post("/p/{slug}")
-    @router.post("/P/{slug}")
-    async def post_submit(request: Request, slug: str) -> Response:
-        post = site.find(slug)
-        return await _submit(request, post, f"/p/{post.slug}")
-
-    # "I have sent a report before": the same form with the receipt-code section open.
-    @router.get("/more")
-    async def default_more_form(request: Request) -> Response:
-        return _form(request, site.default_post, "/more", follow_up=True)
-
-    @router.post("/more")
-    async def default_more_submit(request: Request) -> Response:
-        return await _submit(request, site.default_post, "/more", follow_up=True)
-
-    @router.get("/p/{slug}/more")
-    async def post_more_form(request: Request, slug: str) -> Response:
-        post = site.find(slug)
-        return _form(request, post, f"/p/{post.slug}/more", follow_up=True)
-
-    @router.post("/p/{slug}/more")
-    async def post_more_submit(request: Request, slug: str) -> Response:
-        post = site.find(slug)
-        return await _submit(request, post, f"/p/{post.slug}/more", follow_up=True)
-
     @router.get("/p/{slug}/poster.pdf")
     def poster_pdf(slug: str, lang: str | None = None, size: str | None = None, layout: str | None = None) -> Response:
+        from app import poster  # reportlab, qrcode and Pillow load with the first poster, not with every process
+
         post = site.find(slug)
         try:
             choice = poster.Choice.parse(post, lang, size, layout)
@@ -133,37 +175,5 @@ def build_router(site: Site) -> APIRouter:
         pdf = poster.render_cached(site.settings, post, choice)
         headers = {"Content-Disposition": disposition, "Cache-Control": "no-store"}
         return Response(pdf, media_type="application/pdf", headers=headers)
-
-    def _form(request: Request, post: Post, path: str, follow_up: bool = False) -> Response:
-        language = site.language(request, post)
-        hidden = site.relay.guard.form_fields(post)
-        return site.pages.form(post, language, path, hidden=hidden, follow_up=follow_up)
-
-    async def _submit(request: Request, post: Post, path: str, follow_up: bool = False) -> Response:
-        language = site.language(request, post)
-        gettext = i18n.translations(language, site.settings.locales_dir).gettext
-        with site.budget.hold() as hold:  # the request's files count against the budget until it is answered
-            try:
-                form = await read_form(request, site.settings.max_body_bytes, hold)
-            except FormError as exc:
-                back = f"{path}?lang={language}"
-                return site.pages.error(language, exc.status, gettext(FORM_ERRORS[exc.status]), back)
-            outcome = await site.relay.submit(post, form, language, source=request.scope.get(SOURCE_KEY))
-            del form  # its files leave memory as their bytes leave the budget
-        if outcome.status == "sent":
-            # "Send another tip" leads to the plain form, also after a follow-up.
-            return site.pages.sent(post, language, path.removesuffix("/more") or "/", outcome.receipt)
-        hidden = {TOKEN_FIELD: outcome.token}
-        if outcome.status == "invalid":
-            return site.pages.form(
-                post, language, path, values=outcome.values, problems=outcome.problems, hidden=hidden, status=422,
-                follow_up=follow_up,
-            )
-        notice, status = GIVEN_BACK[outcome.status]
-        text = f"{gettext(notice)} {gettext(FILES_AGAIN)}" if outcome.files_again else gettext(notice)
-        return site.pages.form(
-            post, language, path, values=outcome.values, notice=text, hidden=hidden, status=status,
-            follow_up=follow_up,
-        )
 
     return router

@@ -2,14 +2,20 @@
    - keeps a draft in sessionStorage while typing (Zalo may reload the page), cleared once sent or on leaving;
    - "Leave quickly" replaces the page, so Back does not return to the form;
    - shrinks chosen photos on the phone (long side <= 1600 px, JPEG) and shows the sizes;
-   - one tap sends once.
+   - one tap sends once, and not sooner than the form's minimum fill time (a draft restored after a reload can be
+     sent at once, and the server takes a form sent that fast for a bot's);
+   - says "too big" before sending files over the form's limit, instead of losing them to a 413;
+   - a page shown again from the back/forward cache is loaded afresh, so a stale form is never sent.
    ES5 only, no cookies, nothing sent anywhere: old Android WebViews (Chromium 80) and iOS 13 run it. */
 (function () {
   "use strict";
   var PREFIX = "tipbox-draft:";
-  var FIELDS = ["what", "where", "when", "contact", "receipt"];
+  // Not "contact": a browser may keep session storage on disk to restore the session, and it may name the sender.
+  var FIELDS = ["what", "where", "when", "receipt"];
   var LONG_SIDE = 1600;
   var QUALITY = 0.8;
+  var MARGIN = 500; // ms past the minimum fill time, for the time the request takes to leave
+  var loaded = new Date().getTime();
 
   function storage() {
     try {
@@ -114,7 +120,7 @@
     img.src = url;
   }
 
-  function shrinkPhotos(input) {
+  function shrinkPhotos(input, whenReady) {
     var files = [], before = [];
     for (var i = 0; i < input.files.length; i++) { files.push(input.files[i]); before.push(input.files[i].size); }
     var list;
@@ -132,30 +138,124 @@
         try { input.files = list.files; } catch (e) { /* cannot replace: the originals are sent */ }
         input.removeAttribute("data-busy");
         showSizes(input, before);
-        if (input.getAttribute("data-send-after")) { input.form.submit(); }
+        if (input.getAttribute("data-send-after")) {
+          input.removeAttribute("data-send-after");
+          whenReady();
+        }
       });
     });
   }
 
-  function sendOnce(form) {
+  function chosenBytes(form) {
+    var total = 0;
+    var inputs = form.querySelectorAll("input[type=file]");
+    for (var i = 0; i < inputs.length; i++) {
+      var files = inputs[i].files || [];
+      for (var j = 0; j < files.length; j++) { total += files[j].size; }
+    }
+    return total;
+  }
+
+  function showTooBig(form) {
+    var inputs = form.querySelectorAll("input[type=file]");
+    var input = inputs[0];
+    for (var i = inputs.length - 1; i >= 0; i--) {
+      if (inputs[i].files && inputs[i].files.length) { input = inputs[i]; }
+    }
+    if (!input) { return; }
+    var id = input.id + "-error";
+    var message = document.getElementById(id);
+    if (!message) {
+      message = document.createElement("p");
+      message.className = "error";
+      message.id = id;
+      input.parentNode.insertBefore(message, input);
+    }
+    message.textContent = form.getAttribute("data-too-big") || "";
+    input.setAttribute("aria-invalid", "true");
+    input.setAttribute("aria-describedby", id + " " + input.id + "-size");
+    input.focus();
+  }
+
+  function showSending(form, on) {
     var button = form.querySelector("button[type=submit]");
+    var label = button && button.querySelector("span");
+    if (on) {
+      form.setAttribute("data-sending", "1");
+    } else {
+      form.removeAttribute("data-sending");
+    }
+    if (!button) { return; }
+    if (on) {
+      if (label && button.getAttribute("data-sending")) {
+        button.setAttribute("data-label", label.textContent);
+        label.textContent = button.getAttribute("data-sending");
+      }
+      button.setAttribute("aria-disabled", "true");
+    } else {
+      if (label && button.getAttribute("data-label")) { label.textContent = button.getAttribute("data-label"); }
+      button.removeAttribute("aria-disabled");
+    }
+  }
+
+  // Returns what sends a held-back form once it can go (the photos shrunk, the minimum fill time passed).
+  function sendOnce(form) {
+    var minFill = parseFloat(form.getAttribute("data-min-fill")) || 0;
+    var maxUpload = parseInt(form.getAttribute("data-max-upload"), 10);
+    var readyAt = loaded + minFill * 1000;
+
+    function tooBig() {
+      return !isNaN(maxUpload) && chosenBytes(form) > maxUpload;
+    }
+
+    function busy() {
+      var photo = form.elements.photo;
+      return !!(photo && photo.getAttribute("data-busy"));
+    }
+
+    function whenReady() {
+      if (busy()) {
+        form.elements.photo.setAttribute("data-send-after", "1"); // shrinkPhotos calls back when done
+        return;
+      }
+      var wait = readyAt - new Date().getTime();
+      if (wait > 0) {
+        window.setTimeout(whenReady, wait + MARGIN);
+        return;
+      }
+      if (tooBig()) {
+        showSending(form, false);
+        showTooBig(form);
+        return;
+      }
+      form.submit();
+    }
+
     form.addEventListener("submit", function (event) {
       if (form.getAttribute("data-sending")) { event.preventDefault(); return; }
-      form.setAttribute("data-sending", "1");
-      if (button) {
-        var label = button.querySelector("span");
-        if (label && button.getAttribute("data-sending")) { label.textContent = button.getAttribute("data-sending"); }
-        button.setAttribute("aria-disabled", "true");
-      }
-      var photo = form.elements.photo;
-      if (photo && photo.getAttribute("data-busy")) {
-        // Still shrinking the photos: send as soon as they are ready.
+      if (!busy() && tooBig()) {
+        // The text stays; only the files must change.
         event.preventDefault();
-        photo.setAttribute("data-send-after", "1");
+        showTooBig(form);
+        return;
+      }
+      showSending(form, true);
+      if (busy() || new Date().getTime() < readyAt) {
+        // Still shrinking the photos, or sooner than a person fills the form (a restored draft): send later.
+        event.preventDefault();
+        whenReady();
       }
     });
-    // Coming back to the page (Back, bfcache): it can be sent again.
-    window.addEventListener("pageshow", function () { form.removeAttribute("data-sending"); });
+    window.addEventListener("pageshow", function (event) {
+      if (event.persisted) {
+        // From the back/forward cache: its token may be used or stale. Load the form afresh (a GET, never a
+        // resubmission); the draft brings the words back.
+        location.replace(location.href.split("#")[0]);
+        return;
+      }
+      showSending(form, false);
+    });
+    return whenReady;
   }
 
   function start() {
@@ -172,9 +272,9 @@
     var form = document.querySelector("form[data-draft]");
     if (!form) { return; }
     if (s) { keepDraft(form, s); }
-    sendOnce(form);
+    var whenReady = sendOnce(form);
     var photo = form.elements.photo;
-    if (photo) { photo.addEventListener("change", function () { shrinkPhotos(photo); }); }
+    if (photo) { photo.addEventListener("change", function () { shrinkPhotos(photo, whenReady); }); }
     var voice = form.elements.voice;
     if (voice) { voice.addEventListener("change", function () { showSizes(voice); }); }
     var problem = document.getElementById("problems") || document.getElementById("notice");

@@ -30,6 +30,7 @@ class SinkHandler:
 
     messages: list[bytes] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
+    greetings: list[str] = field(default_factory=list)  # the name each accepted client gave in EHLO/HELO
     reply: str | None = None
     mode: str = "accept"  # accept | hang | drop
     attempts: int = 0
@@ -49,6 +50,7 @@ class SinkHandler:
             return self.reply
         self.messages.append(bytes(envelope.original_content))
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        self.greetings.append(session.host_name)
         return "250 2.0.0 accepted"
 
     def parsed(self) -> list[EmailMessage]:

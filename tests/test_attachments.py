@@ -359,6 +359,20 @@ def test_a_recording_that_cannot_be_cleaned_is_refused(make: Callable[[], bytes]
     assert error.reason in (attachments.VOICE_UNREADABLE, attachments.NOT_ACCEPTED)
 
 
+def test_a_long_chain_of_id3_tags_is_refused_without_walking_it() -> None:
+    # 10 000 empty ID3v2 headers before real MPEG frames: no recorder writes that; walking it costs CPU per tag.
+    chain = b"ID3\x04\0\0\0\0\0\0" * 10_000
+    audio = media.mp3()
+    assert sniff(chain + audio) is None
+    assert refusal(chain + audio).reason == attachments.NOT_ACCEPTED
+    first = attachments.mp3.first_frame(audio)
+    assert first is not None
+    after = first + attachments.mp3._mp3_frame(audio, first)
+    with pytest.raises(attachments._Unclean):
+        attachments.mp3.clean_mp3(audio[:after] + chain + audio[after:])  # the same chain between frames
+    assert sniff(b"ID3\x04\0\0\0\0\0\0" * 3 + audio) == "mp3"  # a few tags are fine
+
+
 def rewritten_table(data: bytes, box: bytes, header: int, value: Callable[[int], int]) -> bytes:
     """The file with each 32-bit entry of the first `box` table (after `header` bytes) replaced by value(entry)."""
     out = bytearray(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from app import delivery
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import post_tip
@@ -151,3 +153,17 @@ def test_success_pages_equal_accepted_messages(sink: Sink, make_settings: Callab
     assert successes == len(sink.handler.messages) == 4
     delivered = [str(message["Subject"]) for message in sink.handler.parsed()]
     assert all(any(code in subject for subject in delivered) for code in receipts)
+
+
+def test_the_ehlo_name_is_looked_up_once_not_per_tip(
+    sink: Sink, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _client(make_settings(sink, smtp_security="none")) as client:
+
+        def no_lookup(*args: object) -> str:
+            raise AssertionError("a host name lookup while sending a tip")
+
+        monkeypatch.setattr(socket, "getfqdn", no_lookup)  # aiosmtplib's default, in a worker thread per send
+        for number in range(2):
+            assert post_tip(client, **{**TIP, "what": f"{TIP['what']} #{number}"}).status_code == 200
+    assert sink.handler.greetings == [delivery.local_hostname()] * 2

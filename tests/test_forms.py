@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from httpx2 import Response
@@ -29,21 +30,127 @@ def _assert_clear_page(response: Response, status: int, phrase: str) -> None:
     assert phrase in response.text
 
 
-def test_declared_oversized_body_is_refused_unread(small_client: TestClient, sink: Sink) -> None:
+MULTIPART_B = {"content-type": "multipart/form-data; boundary=B"}
+WORDS = {
+    "category": "smuggling", "what": "Xe tải chở hàng lậu qua đường mòn.", "where": "Bản Nậm Chim",
+    "when": "Đêm qua", "contact": "Zalo 0912", "receipt": "1234 5678 9012 3456",
+}  # fmt: skip
+
+
+def _multipart(fields: dict[str, str], files: list[tuple[str, bytes]], *, files_first: bool = False) -> bytes:
+    """A multipart body as a browser sends it (boundary B): the text parts, the file parts, or files first."""
+    text = [
+        b'--B\r\nContent-Disposition: form-data; name="' + name.encode() + b'"\r\n\r\n' + value.encode() + b"\r\n"
+        for name, value in fields.items()
+    ]
+    attached = [
+        b'--B\r\nContent-Disposition: form-data; name="' + name.encode() + b'"; filename="IMG_1.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n" + data + b"\r\n"
+        for name, data in files
+    ]
+    return b"".join(attached + text if files_first else text + attached) + b"--B--\r\n"
+
+
+def _budget_used(client: TestClient) -> int:
+    layer: Any = client.app
+    while not hasattr(layer, "state"):
+        layer = layer.app
+    return int(layer.state.budget.used)
+
+
+def _assert_words_kept_and_files_asked_again(response: Response) -> None:
+    """The form back (413) with every word typed, and at the photo input: too big, choose them again."""
+    assert response.status_code == 413, response.text
+    assert 'name="t" value="' in response.text  # the form, with a fresh token: not the bare error page
+    for value in WORDS.values():
+        assert value in response.text
+    assert (
+        '<p class="error" id="photo-error">Các tệp quá lớn: tổng cộng tối đa 1 MB. Các tệp chưa được gửi: hãy chọn lại.'
+        in response.text
+    )
+    assert "IMG_1.jpg" not in response.text
+
+
+@pytest.mark.parametrize("files_first", [False, True], ids=["text-first", "files-first"])
+def test_files_over_the_limit_give_the_form_back_with_every_word(
+    small_client: TestClient, sink: Sink, files_first: bool
+) -> None:
+    # 100 KB of photos: past the 66 KB body limit, within the four times it that is read on to find the text.
+    files = [("photo", bytes(60_000)), ("voice", bytes(40_000))]
+    body = _multipart({**form_fields(small_client), **WORDS}, files, files_first=files_first)
+    response = small_client.post("/", content=body, headers=MULTIPART_B)
+    _assert_words_kept_and_files_asked_again(response)
+    assert '<p class="error" id="voice-error">Các tệp chưa được gửi: hãy chọn lại.' in response.text
+    assert sink.handler.messages == []
+    assert _budget_used(small_client) == 0
+
+
+def test_a_body_that_grows_past_the_limit_as_it_streams_keeps_its_words(small_client: TestClient, sink: Sink) -> None:
+    body = _multipart({**form_fields(small_client), **WORDS}, [("photo", bytes(100_000))])
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(body), 4096):
+            yield body[start : start + 4096]
+
+    # Declared under the limit, larger as it arrives: the files go once it passes the limit.
+    response = small_client.post("/", content=chunks(), headers={**MULTIPART_B, "content-length": "60000"})
+    _assert_words_kept_and_files_asked_again(response)
+    assert sink.handler.messages == []
+    assert _budget_used(small_client) == 0
+
+
+def test_a_body_declared_over_the_hard_limit_is_refused_unread(small_client: TestClient, sink: Sink) -> None:
     pulled: list[int] = []
 
     def body() -> Iterator[bytes]:
         for index in range(400):
             pulled.append(index)
-            yield b"what=" + b"x" * 4096 if index == 0 else b"x" * 4096
+            yield b"x" * 4096
 
-    response = small_client.post("/", content=body(), headers={**URLENCODED, "content-length": str(400 * 4096)})
+    # 1.6 MB declared: over four times the 66 KB limit, so not worth reading for its text.
+    response = small_client.post("/", content=body(), headers={**MULTIPART_B, "content-length": str(400 * 4096)})
     _assert_clear_page(response, 413, "Gửi quá nhiều")
+    assert 'name="t"' not in response.text
     assert len(pulled) < 400  # refused on the declared length, before the body was read whole
     assert sink.handler.messages == []
 
 
-def test_streamed_oversized_body_is_cut_off(small_client: TestClient, sink: Sink) -> None:
+def test_a_body_streamed_past_the_hard_limit_is_cut_off(small_client: TestClient, sink: Sink) -> None:
+    head = _multipart(form_fields(small_client), [])[: -len(b"--B--\r\n")]
+    head += b'--B\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\n\r\n'
+
+    def body() -> Iterator[bytes]:
+        yield head
+        for _ in range(400):
+            yield b"x" * 4096
+
+    response = small_client.post("/", content=body(), headers={**MULTIPART_B, "content-length": "60000"})
+    _assert_clear_page(response, 413, "Gửi quá nhiều")
+    assert sink.handler.messages == []
+    assert _budget_used(small_client) == 0
+
+
+def test_a_large_urlencoded_body_is_refused_before_it_is_parsed(client: TestClient, sink: Sink) -> None:
+    # The real form is multipart; urlencoded carries no files, so 64 KiB is plenty. Parsing and cleaning 18 MB of
+    # line breaks would hold the event loop for seconds before the token was even checked.
+    fields = form_fields(client)
+    body = "&".join(f"{name}={value}" for name, value in fields.items()) + "&category=other&what=" + "%0A" * 30_000
+    response = client.post("/", content=body.encode(), headers=URLENCODED)
+    _assert_clear_page(response, 413, "Gửi quá nhiều")
+    pulled: list[int] = []
+
+    def huge() -> Iterator[bytes]:
+        for index in range(400):
+            pulled.append(index)
+            yield b"what=" + b"%0A" * 4096 if index == 0 else b"%0A" * 4096
+
+    response = client.post("/", content=huge(), headers={**URLENCODED, "content-length": str(18_000_000)})
+    _assert_clear_page(response, 413, "Gửi quá nhiều")
+    assert len(pulled) < 400
+    assert sink.handler.messages == []
+
+
+def test_a_streamed_urlencoded_body_is_cut_off(small_client: TestClient, sink: Sink) -> None:
     def body() -> Iterator[bytes]:  # chunked: no Content-Length to trust
         for _ in range(400):
             yield b"x" * 4096

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
+import limits
 import pytest
 from starlette.testclient import TestClient
 
 from app import receipts
-from app.guard import HONEYPOT_FIELD, TOKEN_FIELD, Tokens
+from app.guard import HONEYPOT_FIELD, TOKEN_FIELD, MemoryWindows, Tokens
 from app.main import create_app
 from app.settings import ConfigError, Settings
-from tests.conftest import form_fields
+from tests.conftest import SECRET, form_fields, post_tip
 from tests.mailsink import Sink, free_port
 
 TIP = {"category": "drugs", "what": "Có người bán ma túy ở chợ phiên", "where": "Chợ Na Cô Sa"}
@@ -113,21 +116,87 @@ def test_a_token_for_another_post_is_refused(
         '[posts.a]\nname = "Đồn A"\nmailbox = "a@example.vn"\n[posts.b]\nname = "Đồn B"\nmailbox = "b@example.vn"\n'
     )
     with TestClient(create_app(make_settings(sink, mailbox=None, posts_file=posts))) as client:
-        page = client.post("/p/a", data={**form_fields(client, "/p/b"), **TIP})
-        assert page.status_code == 200 and receipts.parse_code(receipt_of(page))
+        # Well formed but not this post's: the form comes back (a bot gets nothing a GET would not give it).
+        page = client.post("/p/a?lang=vi", data={**form_fields(client, "/p/b"), **TIP})
+        assert page.status_code == 409 and "Trang này đã mở lâu rồi" in page.text and TIP["what"] in page.text
         assert sink.handler.messages == []
         assert client.post("/p/b", data={**form_fields(client, "/p/b"), **TIP}).status_code == 200
     assert [envelope[1] for envelope in sink.handler.envelopes] == [["b@example.vn"]]
 
 
-def test_a_replayed_token_sends_nothing(guarded: TestClient, sink: Sink, clock: Clock) -> None:
+def test_a_form_sent_again_gets_its_first_receipt_for_as_long_as_its_token_lives(
+    guarded: TestClient, sink: Sink, clock: Clock
+) -> None:
     fields = form_fields(guarded)
     clock.now += 10
     first = guarded.post("/", data={**fields, **TIP})
-    replay = guarded.post("/", data={**fields, **TIP, "what": "Một tin khác với cùng mã"})
-    assert first.status_code == replay.status_code == 200
-    assert receipt_of(replay) != receipt_of(first) and receipts.parse_code(receipt_of(replay))
+    clock.now += 11 * 60  # WKWebView re-POSTs the form when the success page is reloaded, minutes later
+    reload = guarded.post("/", data={**fields, **TIP})
+    clock.now += 20 * 3600  # and a day later, while the token is still valid
+    later = guarded.post("/", data={**fields, **TIP, "what": " " + TIP["what"].upper()})  # the same, normalised
+    assert first.status_code == reload.status_code == later.status_code == 200
+    assert first.text == reload.text == later.text
     assert len(sink.handler.messages) == 1
+
+
+def test_a_form_sent_again_with_other_text_comes_back_and_sends_as_a_new_message(
+    guarded: TestClient, sink: Sink, clock: Clock
+) -> None:
+    fields = form_fields(guarded, "/?lang=vi")
+    clock.now += 10
+    first = guarded.post("/?lang=vi", data={**fields, **TIP})  # delivered; the answer lost on the way back
+    edited = {**TIP, "what": TIP["what"] + " Họ đi xe máy màu đỏ."}  # Back, and one more sentence
+    back = guarded.post("/?lang=vi", data={**fields, **edited})
+    assert back.status_code == 409 and "Trang này đã được gửi rồi" in back.text
+    assert edited["what"] in back.text and TIP["where"] in back.text and 'value="drugs" checked' in back.text
+    assert token_of(back) != fields[TOKEN_FIELD]
+    hmn = guarded.post("/?lang=hmn", data={**fields, **edited})
+    assert hmn.status_code == 409 and "Daim ntawv no twb xa lawm" in hmn.text
+    assert len(sink.handler.messages) == 1
+    again = guarded.post("/?lang=vi", data={TOKEN_FIELD: token_of(back), HONEYPOT_FIELD: "", **edited})  # one tap
+    assert again.status_code == 200 and receipt_of(again) != receipt_of(first)
+    assert len(sink.handler.messages) == 2
+    body = sink.handler.parsed()[1].get_body(("plain",))
+    assert body is not None and "xe máy màu đỏ" in body.get_content()
+
+
+def test_two_residents_sending_the_same_text_make_two_emails(guarded: TestClient, sink: Sink, clock: Clock) -> None:
+    mine, theirs = form_fields(guarded), form_fields(guarded)
+    clock.now += 10
+    first = guarded.post("/", data={**mine, **TIP})
+    second = guarded.post("/", data={**theirs, **TIP})
+    assert first.status_code == second.status_code == 200
+    assert receipt_of(first) != receipt_of(second)  # nobody learns another sender's receipt by typing their text
+    assert len(sink.handler.messages) == 2
+
+
+def test_a_form_sent_again_counts_against_no_limit(
+    sink: Sink, make_settings: Callable[..., Settings], clock: Clock
+) -> None:
+    with TestClient(create_app(make_settings(sink, post_rate="2/hour"), clock=clock)) as client:
+        fields = form_fields(client)
+        assert client.post("/", data={**fields, **TIP}).status_code == 200
+        for n in range(3):
+            assert client.post("/", data={**fields, **TIP}).status_code == 200
+            assert client.post("/", data={**fields, **TIP, "what": f"Sửa lần {n}"}).status_code == 409
+        assert post_tip(client, **{**TIP, "what": "Tin thứ hai"}).status_code == 200
+        assert post_tip(client, **{**TIP, "what": "Tin thứ ba"}).status_code == 429
+    assert len(sink.handler.messages) == 2
+
+
+def test_a_form_signed_with_the_previous_key_comes_back_whole(
+    guarded: TestClient, sink: Sink, make_settings: Callable[..., Settings], clock: Clock
+) -> None:
+    """TIPBOX_SECRET_KEY was rotated (or the dev process restarted) while the form was open."""
+    with TestClient(create_app(make_settings(sink, secret_key=SECRET[::-1]), clock=clock)) as before:
+        fields = form_fields(before, "/?lang=vi")
+    clock.now += 60
+    back = guarded.post("/?lang=vi", data={**fields, **TIP})
+    assert back.status_code == 409 and "Trang này đã mở lâu rồi" in back.text
+    assert TIP["what"] in back.text and TIP["where"] in back.text and 'value="drugs" checked' in back.text
+    assert sink.handler.messages == []
+    again = guarded.post("/?lang=vi", data={TOKEN_FIELD: token_of(back), HONEYPOT_FIELD: "", **TIP})  # one tap
+    assert again.status_code == 200 and len(sink.handler.messages) == 1
 
 
 def test_an_expired_form_comes_back_whole_and_sends_at_once(guarded: TestClient, sink: Sink, clock: Clock) -> None:
@@ -222,3 +291,40 @@ def test_limit_settings_defaults_and_switching_the_source_limit_off(make_setting
     assert (settings.post_rate, settings.source_rate, settings.limits_storage) == ("30/hour", "10/hour", "memory://")
     assert make_settings(source_rate="").source_rate is None
     assert make_settings(limits_storage="redis://127.0.0.1:6379/2").limits_storage.startswith("redis://")
+
+
+def test_the_memory_window_counts_a_moving_hour_and_forgets_emptied_keys(clock: Clock) -> None:
+    windows = MemoryWindows(clock)
+    three = limits.parse("3/hour")
+    assert [windows.hit(three, "source", "k") for _ in range(4)] == [True, True, True, False]
+    assert windows.hit(three, "source", "other")  # each key counts on its own
+    clock.now += 3600
+    assert not windows.hit(three, "source", "k")  # hits exactly an hour old still count
+    clock.now += 0.001
+    assert [windows.hit(three, "source", "k") for _ in range(4)] == [True, True, True, False]
+    clock.now += 3 * 3600
+    assert windows.hit(limits.parse("1/minute"), "post", "ncs")  # a later hit drops the emptied windows
+    assert windows.keys() == ["LIMITER/post/ncs/1/1/minute"]
+
+
+def test_the_memory_window_decides_as_the_limits_library_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    from limits.aio.storage import MemoryStorage
+    from limits.aio.strategies import MovingWindowRateLimiter
+
+    clock = Clock()
+    monkeypatch.setattr(time, "time", clock)  # the library reads the wall clock
+    ours, theirs = MemoryWindows(clock), MovingWindowRateLimiter(MemoryStorage())
+    items = limits.parse_many("3/minute;5/hour")
+    rng = random.Random(8)
+
+    async def run() -> list[tuple[bool, bool]]:
+        decisions = []
+        for _ in range(600):
+            clock.now += rng.choice([0.0, rng.uniform(0, 5), rng.uniform(0, 90), rng.uniform(0, 900)])
+            item, name = rng.choice(items), rng.choice(["a", "b"])
+            decisions.append((ours.hit(item, "source", name), await theirs.hit(item, "source", name)))
+        return decisions
+
+    decisions = asyncio.run(run())
+    assert [mine for mine, _ in decisions] == [library for _, library in decisions]
+    assert 0 < sum(mine for mine, _ in decisions) < len(decisions)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,33 @@ def test_operator_override_and_new_language(tmp_path: Path) -> None:
     assert "tdd" in i18n.available_languages(tmp_path)
     assert i18n.language_name("tdd", tmp_path) == "ᥖᥭᥰ ᥖᥬᥲ ᥑᥨᥒᥰ"
     assert i18n.translations("tdd", tmp_path).gettext("Send") == "Send"  # untranslated: English
+
+
+def _reference_choice(header: str, offered: tuple[str, ...]) -> str:
+    """Accept-Language read the long way: every part weighted, sorted by quality then position, first offered."""
+    weighted = []
+    for index, part in enumerate(header[:512].split(",")):
+        tag, _, params = part.partition(";")
+        if not tag.strip() or tag.strip() == "*":
+            continue
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                continue
+        if quality > 0:
+            primary = tag.strip().lower().replace("_", "-").split("-", 1)[0]
+            aliases = {"mww": "hmn", "hnj": "hmn", "blu": "hmn", "hmv": "hmn"}
+            weighted.append((-quality, index, aliases.get(primary, primary)))
+    return next((code for _, _, code in sorted(weighted) if code in offered), offered[0])
+
+
+def test_choose_reads_any_header_as_a_full_sort_would() -> None:
+    rng = random.Random(11)
+    tags = ["vi", "vi-VN", "hmn", "HMN", "mww", "hnj_US", "en", "en-US", "fr", "*", "", " vi ", "zh-Hant-TW"]
+    qualities = ["", ";q=1", ";q=0.9", ";q=0.5", ";q=0.50", ";q=0", ";q=abc", ";q=2", ";q=nan", ";q=-1", "; q=0.3"]
+    for _ in range(3000):
+        header = ",".join(rng.choice(tags) + rng.choice(qualities) for _ in range(rng.randint(0, 6)))
+        for offered in (OFFERED, ("hmn", "vi"), ("hmn",)):
+            assert i18n.choose(None, header, offered) == _reference_choice(header, offered), (header, offered)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
+from collections.abc import Callable
 from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
 
+import pytest
 from starlette.testclient import TestClient
 
-from app import receipts
-from app.mail import Composer, serialize
+from app import i18n, receipts, rendering, tips
+from app.attachments import Attachment
+from app.mail import Composer, as_bytes, as_message, email_templates, serialize
 from app.settings import Post
 from app.tips import Tip
 from tests.conftest import post_tip
 from tests.mailsink import Sink
+from tests.test_mime import assert_wire_form
 
 POST = Post("ncs", "Đồn Biên phòng Na Cô Sa", "nacosa@example.vn", ("vi", "hmn"))
 
@@ -94,8 +101,6 @@ def test_contact_stays_in_the_body(client: TestClient, sink: Sink) -> None:
 
 
 def test_files_are_listed_with_their_type_and_size_and_photos_shown_in_place() -> None:
-    from app.attachments import Attachment
-
     photo = Attachment("photo", 1, "photo-1.jpg", "image/jpeg", b"\xff\xd8\xff" + bytes(1_234_000))
     voice = Attachment("voice", 1, "voice-1.amr", "audio/amr", b"#!AMR\n" + bytes(349_500))
     composer = Composer("tipbox@example.vn", b"k" * 32)
@@ -110,3 +115,175 @@ def test_files_are_listed_with_their_type_and_size_and_photos_shown_in_place() -
     plain = composer.compose(_tip(), [photo, voice]).get_body(("plain",))
     assert plain is not None
     assert "Tệp đính kèm (2):\n1. Ảnh JPEG, 1,2 MB\n2. Ghi âm AMR, 350 KB\n" in plain.get_content()
+
+
+# -- the wire form (`compose_wire`, written by app/mime.py) against the reference (`compose`, the `email` package) --
+
+HOSTILE = "x\r\nBcc: attacker@evil.example\r\nSubject: hijacked\r\nTo: b@evil.example\r\n\r\nbody"
+CONTROLS = "nul\x00 vt\x0b ff\x0c esc\x1b del\x7f nel\x85 ls\u2028 ps\u2029 lone\rCR CRCRLF\r\r\n tab\t end"
+HMONG = "Kuv pom ib tug neeg muag yeeb tshuaj ntawm lub khw.\nNws hnav lub tsho dub, tuaj txhua hnub Sunday."
+LOOKALIKES = "--=_0123456789abcdef01234567\n--=_--\n=?utf-8?b?SGk=?=\n.\n..\nFrom here\n=3D =20\nend  \n"
+LONG_POST = Post(
+    "namo", "Đồn Biên phòng Cửa khẩu Quốc tế Na Mèo, Bộ Chỉ huy Bộ đội Biên phòng tỉnh Thanh Hóa " * 3,
+    "namo@bienphong.example.vn", ("vi",),
+)  # fmt: skip
+WIRE_COMPOSER = Composer("tipbox@example.vn", b"k" * 32)
+VOICES = {"m4a": "audio/mp4", "3gp": "audio/3gpp", "amr": "audio/amr", "mp3": "audio/mpeg", "ogg": "audio/ogg",
+          "webm": "audio/webm"}  # fmt: skip
+
+
+def _files(photos: int, voices: tuple[str, ...] = ()) -> list[Attachment]:
+    # Every byte value, sizes that do not fill the last base64 line, and the boundary's "=_" in the data.
+    files = [
+        Attachment("photo", n, f"photo-{n}.jpg", "image/jpeg", b"\xff\xd8\xff=_" + bytes(range(256)) * (40 * n) + b"\n")
+        for n in range(1, photos + 1)
+    ]
+    return files + [
+        Attachment("voice", n, f"voice-{n}.{ext}", VOICES[ext], b"--=_\r\n" * (300 * n) + bytes([n]))
+        for n, ext in enumerate(voices, start=1)
+    ]
+
+
+def _code(tag: str = "drugs") -> str:
+    return receipts.new_code(tips.RECEIPT_TAGS[tag], b"k" * 32)
+
+
+def _cleaned(**typed: str) -> Tip:
+    """A tip as app/relay.py makes it from what was typed (cleaned by app/tips.py)."""
+    values = tips.read_fields({"category": "other", **typed})
+    return tips.make_tip(values, POST, "vi", datetime(2026, 11, 29, 23, 30, tzinfo=UTC), _code("other"))
+
+
+WIRE_CASES: dict[str, Callable[[], tuple[Tip, list[Attachment]]]] = {
+    "vietnamese": lambda: (dataclasses.replace(_tip(), language="vi"), []),
+    "hmong": lambda: (_tip(what=HMONG, where="Khw Nas Kauj Xab", when="Hnub no"), []),
+    "long lines": lambda: (
+        _tip(what="x" * 5000 + "\n" + "Bán ma túy ở chợ " * 300, where="ồ" * 300, when=" " * 80), []
+    ),
+    "CR, LF and control characters in every field, as typed": lambda: (
+        _tip(what=HOSTILE + CONTROLS, where=HOSTILE + CONTROLS, when=HOSTILE, contact=CONTROLS + HOSTILE), []
+    ),
+    "CR, LF and control characters in every field, cleaned": lambda: (
+        _cleaned(what=HOSTILE + CONTROLS, where=HOSTILE + CONTROLS, when=HOSTILE, contact=CONTROLS), []
+    ),
+    "HTML in the fields": lambda: (
+        _tip(what='<script>alert("x")</script>&amp;', where="<b>bold</b>", contact='<a href="http://x.example">Z</a>'),
+        [],
+    ),
+    "boundary and encoded-word look-alikes": lambda: (_tip(what=LOOKALIKES, where="=?utf-8?q?x?=", when="--"), []),
+    "a post name long enough to fold": lambda: (dataclasses.replace(_tip(), post=LONG_POST), []),
+    "a follow-up": lambda: (_tip(category="theft", follow_up_to="4821 0937 5512 9634"), []),
+    "a follow-up to a code from this key": lambda: (_follow_up(_code("weapons")), []),
+    "one photo": lambda: (_tip(), _files(1)),
+    "one voice note": lambda: (_tip(), _files(0, ("m4a",))),
+    "photos and every kind of voice note": lambda: (_tip(), _files(3, tuple(VOICES))),
+    "a follow-up with files on a long post name, as typed": lambda: (
+        dataclasses.replace(_follow_up(_code("border"), what=HOSTILE, contact=CONTROLS), post=LONG_POST),
+        _files(2, ("amr", "ogg")),
+    ),
+}
+
+
+def _follow_up(code: str, **overrides: str) -> Tip:
+    return dataclasses.replace(_tip(**overrides), receipt=code, follow_up_to=code)
+
+
+def _read(raw: bytes) -> tuple[list[tuple[str, str]], list[tuple[object, ...]]]:
+    """What an officer's client reads: the headers (decoded), and each part's type, parameters (not the boundary),
+    disposition, name, Content-ID, encoding, header names and decoded content."""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    headers = [(name, str(value)) for name, value in message.items() if name not in ("MIME-Version", "Content-Type")]
+    parts: list[tuple[object, ...]] = []
+    for part in message.walk():
+        assert not part.defects, part.defects
+        params = [(key, value) for key, value in part.get_params() or [] if key != "boundary"]
+        # The `email` package also writes a MIME-Version into parts it made multipart; it means nothing there.
+        names = sorted(name for name in part if name != "MIME-Version")
+        content = None if part.is_multipart() else part.get_content()  # type: ignore[attr-defined]
+        parts.append((
+            part.get_content_type(), params, part.get_content_disposition(), part.get_filename(), part["Content-ID"],
+            part["Content-Transfer-Encoding"], names, content,
+        ))  # fmt: skip
+    return headers, parts
+
+
+def _crlf(text: str) -> str:
+    """A text as a text part carries it: line breaks CRLF, one at the end (as the `email` package writes it)."""
+    return (b"\r\n".join(text.encode().splitlines()) + b"\r\n").decode()
+
+
+@pytest.mark.parametrize("case", WIRE_CASES)
+def test_the_wire_form_reads_back_as_the_reference_message(case: str) -> None:
+    tip, files = WIRE_CASES[case]()
+    draft = WIRE_COMPOSER.draft(tip, files)
+    wire = as_bytes(draft)
+    assert_wire_form(wire)
+    reference = serialize(as_message(draft))
+    assert _read(wire) == _read(reference)
+    # And right, not only the same: every header as drafted, the texts as rendered, the files byte for byte.
+    headers, parts = _read(wire)
+    assert headers == list(draft.headers)
+    contents = [part[-1] for part in parts if part[-1] is not None]
+    assert contents == [_crlf(draft.plain), _crlf(draft.html)] + [
+        file.data for file, cid in draft.files if cid is not None
+    ] + [file.data for file, cid in draft.files if cid is None]  # fmt: skip
+
+
+def test_hostile_fields_add_no_header_and_no_recipient_to_the_wire_form() -> None:
+    hostile = {name: HOSTILE + CONTROLS for name in ("what", "where", "when", "contact")}
+    for tip in (_tip(**hostile), _cleaned(**hostile)):
+        wire = WIRE_COMPOSER.compose_wire(tip, _files(1, ("mp3",)))
+        assert (wire.sender, wire.recipients) == ("tipbox@example.vn", ("nacosa@example.vn",))
+        head = wire.data.split(b"\r\n\r\n", 1)[0]
+        assert b"evil.example" not in head and b"hijacked" not in head
+        headers, _ = _read(wire.data)
+        assert [name for name, _ in headers] == [
+            "From", "To", "Date", "Subject", "Message-ID", "X-Tipbox-Kind", "X-Tipbox-Receipt", "X-Tipbox-Category",
+            "X-Tipbox-Post", "X-Tipbox-Language", "Auto-Submitted",
+        ]  # fmt: skip
+
+
+def test_compose_wire_is_compose_in_its_wire_form() -> None:
+    tip = _tip()  # no files and a first report: nothing random in it but the boundaries
+    wire = WIRE_COMPOSER.compose_wire(tip)
+    assert (wire.sender, wire.recipients) == ("tipbox@example.vn", ("nacosa@example.vn",))
+    assert _read(wire.data) == _read(serialize(WIRE_COMPOSER.compose(tip)))
+    assert wire.data.startswith(b"From: tipbox@example.vn\r\nTo: nacosa@example.vn\r\n")
+
+
+def test_an_internationalised_domain_takes_the_reference_way() -> None:
+    post = Post("idn", "Đồn Biên phòng", "post@hòm.example.vn", ("vi",))
+    wire = WIRE_COMPOSER.compose_wire(dataclasses.replace(_tip(), post=post))
+    assert wire.recipients == ("post@hòm.example.vn",)
+    assert _read(wire.data) == _read(serialize(WIRE_COMPOSER.compose(dataclasses.replace(_tip(), post=post))))
+
+
+@pytest.mark.parametrize("override", [False, True])
+def test_the_email_templates_render_as_the_pages_environment_renders_them(override: bool, tmp_path: Path) -> None:
+    locales = None
+    if override:  # an operator's catalog, with what autoescaping and `%` formatting would each change
+        locales = tmp_path
+        (tmp_path / "vi.po").write_text(
+            'msgid ""\nmsgstr "Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+            'msgid "Category"\nmsgstr "Loại <b>việc</b> & \'nhóm\' 100%%"\n',
+            encoding="utf-8",
+        )
+    env = rendering.environment(i18n.OFFICER_LANGUAGE, locales)
+    photo = {"kind": "Ảnh JPEG", "size": "1,2 MB", "cid": "photo-1.jpg.0123@example.vn"}
+    voice = {"kind": "Ghi âm M4A", "size": "300 KB", "cid": None}
+    for tip, follow_up, code_possible, files in (
+        (_tip(), False, True, []),
+        (_tip(what=HOSTILE + LOOKALIKES, where="<b>&amp;</b>", contact="100% 'x' \"y\" %(name)s"), False, True, []),
+        (_follow_up("4821 0937 5512 9634", category="theft"), True, False, [photo, voice]),
+        (_follow_up("4821 0937 5512 9634"), True, True, [voice]),
+    ):
+        context = {
+            "tip": tip, "category": "Trộm cắp", "report_category": "Ma túy", "follow_up": follow_up,
+            "code_possible": code_possible, "received": "30/11/2026 06:30", "sender_language": "Hmoob (hmn)",
+            "attachments": files,
+        }  # fmt: skip
+        plain, html = email_templates(locales)
+        assert plain.render(context) == env.get_template("email/tip.txt").render(context)
+        assert html.render(context) == env.get_template("email/tip.html").render(context)
+        assert not override or "<b>việc</b> & 'nhóm' 100%" in html.render(context)

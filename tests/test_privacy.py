@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.main import create_app
-from app.privacy import PrivacyMiddleware
+from app.privacy import SOURCE_KEY, PrivacyMiddleware
 from app.settings import Settings
 from tests.conftest import form_fields
 from tests.mailsink import Sink
@@ -74,6 +74,24 @@ def test_middleware_hands_the_app_no_address_and_only_allowlisted_headers() -> N
     assert "set-cookie" not in response.headers
     assert "server" not in response.headers
     assert response.headers["content-security-policy"] == "default-src 'none'"
+
+
+def test_only_a_submission_gets_a_source_key() -> None:
+    seen: list[tuple[str, Any, Any]] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((scope["method"], scope["client"], scope[SOURCE_KEY]))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    client = TestClient(PrivacyMiddleware(inner, csp="default-src 'none'"), client=(PEER, 1))
+    client.get("/")
+    client.head("/")
+    client.post("/", data={"what": "x"})
+    (get, _, get_key), (head, _, head_key), (post, address, post_key) = seen
+    assert (get, get_key, head, head_key) == ("GET", None, "HEAD", None)  # a page view is counted nowhere
+    assert post == "POST" and address is None and isinstance(post_key, str) and PEER not in post_key
+    assert all(client_address is None for _, client_address, _ in seen)
 
 
 def test_every_page_carries_strict_security_headers(client: TestClient) -> None:

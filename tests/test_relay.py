@@ -19,6 +19,7 @@ from httpx2 import Response
 from PIL import Image
 from starlette.testclient import TestClient
 
+from app import tips
 from app.main import create_app
 from app.settings import Settings
 from tests import media
@@ -294,3 +295,15 @@ def test_a_form_given_back_for_another_reason_asks_for_the_files_again(
         assert failed.status_code == 503 and "Chưa gửi được. Hãy bấm Gửi lại. Các tệp chưa được gửi" in failed.text
         assert send(client, []).status_code == 503
         assert "Các tệp chưa được gửi" not in send(client, []).text  # no files, nothing to choose again
+
+
+def test_a_bot_is_answered_before_its_fields_are_read(
+    client: TestClient, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unread(fields: object) -> dict[str, str]:
+        raise AssertionError("a bot's fields were read")
+
+    monkeypatch.setattr(tips, "read_fields", unread)
+    page = client.post("/", data={"hp_extra": "http://spam.example", "category": "drugs", "what": WHAT})  # no token
+    assert page.status_code == 200 and 'id="receipt"' in page.text
+    assert sink.handler.messages == []

@@ -86,6 +86,10 @@ def test_a_tip_lands_in_the_dev_mailbox(served: Served) -> None:
         assert "Development run" in form.text or "Bản chạy thử" in form.text
         data = {**_hidden_fields(form.text), "category": "weapons", "what": "Có người giấu súng kíp trong nương ngô"}
         sent = client.post(served.url + "/", data=data)
+        # A websocket handshake: uvicorn would log "<address>:<port> - WebSocket /" before any middleware runs.
+        upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                   "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+        assert client.get(served.url + "/?ws=1", headers=upgrade).status_code != 101
     assert sent.status_code == 200, sent.text
     files = sorted(served.mailbox.glob("*.eml"))
     assert len(files) == 1

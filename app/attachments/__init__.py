@@ -161,6 +161,10 @@ class Cleaner:
         """Raise `AttachmentError` for what can be refused without decoding anything (see `check`)."""
         check(uploads, max_files=self.max_files, max_bytes=self.max_bytes)
 
+    def too_large_params(self) -> dict[str, int]:
+        """The values of TOO_LARGE's message for this cleaner's limit (whole megabytes)."""
+        return _too_large(self.max_bytes)
+
     async def clean(self, uploads: Sequence[Upload]) -> list[Attachment]:
         """`clean` in a worker thread, once one of the `concurrency` places is free; the event loop keeps serving."""
         if not uploads:

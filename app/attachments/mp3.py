@@ -11,6 +11,10 @@ _MP3_KBPS = {
     2: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),  # MPEG-2 and 2.5 layer III
 }
 _MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+# A recorder writes one ID3v2 tag, two at most. Walking a hostile chain of empty ones costs CPU on the event loop
+# (sniffing runs there): past MAX_ID3_TAGS tags, or a first frame past MAX_ID3_BYTES, the file is not accepted.
+MAX_ID3_TAGS = 4
+MAX_ID3_BYTES = 1024 * 1024
 
 
 def _id3v2_end(data: bytes, pos: int) -> int:
@@ -40,10 +44,13 @@ def _mp3_frame(data: bytes, pos: int, signature: bytes | None = None) -> int:
 
 def first_frame(data: bytes) -> int | None:
     """Where the first of two consecutive MPEG layer III frames starts, after any ID3v2 tags."""
-    pos = 0
+    pos = tags = 0
     try:
         while data[pos : pos + 3] == b"ID3":
+            tags += 1
             pos = _id3v2_end(data, pos)
+            if tags > MAX_ID3_TAGS or pos > MAX_ID3_BYTES:
+                return None
     except Unclean:
         return None
     for start in range(pos, min(pos + 4096, len(data) - 3)):
@@ -64,6 +71,7 @@ def clean_mp3(data: bytes) -> bytes:
     signature = _signature(data, start)
     frames: list[bytes] = []
     pos = start
+    tags = 0
     while True:
         length = _mp3_frame(data, pos, signature)
         if length and pos + length <= len(data):
@@ -71,6 +79,9 @@ def clean_mp3(data: bytes) -> bytes:
             frames.append(_without_encoder_tag(frame) if not frames else frame)
             pos += length
         elif data[pos : pos + 3] == b"ID3" and pos + 10 <= len(data):
+            tags += 1
+            if tags > MAX_ID3_TAGS:
+                raise Unclean("too many ID3v2 tags")
             pos = _id3v2_end(data, pos)  # a tag between frames is skipped; audio may follow it
         else:
             break  # ID3v1, APE, Lyrics3 or anything else after the last frame is left behind
