@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,6 +21,8 @@ from app.pages import NEUTRAL_PATH, Pages
 from app.privacy import SOURCE_KEY
 from app.relay import FILES_AGAIN, Relay
 from app.settings import Post, Settings
+
+logger = logging.getLogger(__name__)
 
 FORM_ERRORS = {
     413: N_("Too much was sent at once. Send fewer or smaller files."),
@@ -147,7 +150,7 @@ def build_router(site: Site) -> APIRouter:
     """The other addresses: health, the script, the neutral page, the posters."""
     router = APIRouter()
 
-    @router.get("/healthz")
+    @router.api_route("/healthz", methods=["GET", "HEAD"])  # load balancers often probe with HEAD
     async def healthz() -> Response:
         return PlainTextResponse("ok", headers={"Cache-Control": "no-store"})
 
@@ -172,7 +175,11 @@ def build_router(site: Site) -> APIRouter:
             raise HTTPException(400) from None
         # A download, not inline: Chrome's built-in viewer is blocked by the CSP every response carries.
         disposition = f'attachment; filename="{choice.filename(post)}"'
-        pdf = poster.render_cached(site.settings, post, choice)
+        try:
+            pdf = poster.render_cached(site.settings, post, choice)
+        except poster.PosterError as exc:  # the operator's set-up (a font, a translation), never the visitor's input
+            logger.error("poster for post %s: %s", post.slug, exc)
+            return PlainTextResponse(f"tipbox: poster: {exc}", status_code=503, headers={"Cache-Control": "no-store"})
         headers = {"Content-Disposition": disposition, "Cache-Control": "no-store"}
         return Response(pdf, media_type="application/pdf", headers=headers)
 

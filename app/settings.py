@@ -6,6 +6,7 @@ import re
 import secrets
 import ssl
 import tomllib
+import unicodedata
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.headerregistry import Address
@@ -206,7 +207,9 @@ def _read_posts_file(path: Path, languages: frozenset[str]) -> dict[str, Post]:
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: must be a table")
         name, mailbox = entry.get("name"), entry.get("mailbox")
-        if not isinstance(name, str) or not name.strip() or "\n" in name or "\r" in name:
+        # It goes into the Subject header: one line, no control or separator characters.
+        if not isinstance(name, str) or not name.strip() or any(unicodedata.category(c)[0] in "CZ" and c != " "
+                                                                 for c in name):
             raise ConfigError(f"{where}: 'name' must be one line of text")
         if not isinstance(mailbox, str):
             raise ConfigError(f"{where}: 'mailbox' is required")

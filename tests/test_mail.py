@@ -200,7 +200,7 @@ def _read(raw: bytes) -> tuple[list[tuple[str, str]], list[tuple[object, ...]]]:
         params = [(key, value) for key, value in part.get_params() or [] if key != "boundary"]
         # The `email` package also writes a MIME-Version into parts it made multipart; it means nothing there.
         names = sorted(name for name in part if name != "MIME-Version")
-        content = None if part.is_multipart() else part.get_content()  # type: ignore[attr-defined]
+        content = None if part.is_multipart() else part.get_content()
         parts.append((
             part.get_content_type(), params, part.get_content_disposition(), part.get_filename(), part["Content-ID"],
             part["Content-Transfer-Encoding"], names, content,

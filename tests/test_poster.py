@@ -330,3 +330,18 @@ def test_pictograms_are_drawn_from_supported_shapes(name: str) -> None:
     shapes = poster.pictogram(name)
     assert shapes
     assert {tag for tag, _ in shapes} <= {"rect", "circle", "path"}
+
+
+def test_a_poster_that_cannot_be_made_is_a_clear_503_not_a_crash(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """An operator's translation with a letter no font has: one clear line for the officer, never a 500."""
+    (tmp_path / "vi.po").write_text(
+        'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+        'msgid "Press Send"\nmsgstr "Bấm Gửi \U00013000"\n', encoding="utf-8",
+    )
+    client = TestClient(create_app(make_settings(locales_dir=tmp_path, public_url="https://tip.example.vn")))
+    response = client.get("/p/post/poster.pdf?lang=vi")
+    assert response.status_code == 503
+    assert response.text.startswith("tipbox: poster:")
+    assert client.head("/healthz").status_code == 200

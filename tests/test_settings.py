@@ -99,6 +99,8 @@ def test_unreadable_ca_file_content(tmp_path: Path) -> None:
     [
         "[posts.NCS]\nname='x'\nmailbox='a@b.vn'\n",
         "[posts.ncs]\nmailbox='a@b.vn'\n",
+        '[posts.ncs]\nname="Đồn\\u2028Na Cô Sa"\nmailbox="a@b.vn"\n',
+        '[posts.ncs]\nname="Đồn\\u000bNa"\nmailbox="a@b.vn"\n',
         "[posts.ncs]\nname='x'\nmailbox='nope'\n",
         "[posts.ncs]\nname='x'\nmailbox='a@b.vn'\nlanguages=['fr']\n",
         "[posts.ncs\nname='x'\n",
