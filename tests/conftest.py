@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 import trustme
 from httpx2 import Response
@@ -107,9 +110,28 @@ def form_fields(client: TestClient, path: str = "/") -> dict[str, str]:
     """GET the form at `path` and return the fields a browser would send back without the user typing."""
     page = client.get(path)
     assert page.status_code == 200, page.text
+    return hidden_fields(page.text)
+
+
+def hidden_fields(html: str) -> dict[str, str]:
+    """The fields a browser posts back untouched from a form page's HTML."""
     parser = _HiddenInputs()
-    parser.feed(page.text)
+    parser.feed(html)
     return parser.fields
+
+
+def wait_until_responds(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Poll a `tipbox serve` process's /healthz until it answers (or it exits, or time runs out)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"tipbox serve exited with {process.returncode}")
+        try:
+            if httpx2.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx2.TransportError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer")
 
 
 def post_tip(client: TestClient, path: str = "/", **fields: str) -> Response:
@@ -118,7 +140,7 @@ def post_tip(client: TestClient, path: str = "/", **fields: str) -> Response:
     return client.post(path, data=data)
 
 
-__all__ = ["PASSWORD", "USERNAME", "form_fields", "post_tip"]
+__all__ = ["PASSWORD", "USERNAME", "form_fields", "hidden_fields", "post_tip", "wait_until_responds"]
 
 
 @pytest.fixture(autouse=True)

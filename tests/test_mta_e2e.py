@@ -16,13 +16,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from email.message import EmailMessage
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from tests import media
+from tests.conftest import hidden_fields
 from tests.mailsink import free_port
 from tests.mta import OFFICER, MailSystem, mail_system
 
@@ -41,20 +41,6 @@ PHONE_HEADERS = {
 }
 CANARIES = (b"CANARY", b"canary", b"198.51.100.", b"Zalo/23", b"Android 9")
 PHOTO_NAME = "IMG_20240506_CANARY-photo.jpg"
-
-
-class _FormFields(HTMLParser):
-    """What a browser posts back untouched: hidden inputs and the empty honeypot."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = dict(attrs)
-        name = values.get("name")
-        if tag == "input" and name and (values.get("type") == "hidden" or name == "hp_extra"):
-            self.fields[name] = values.get("value") or ""
 
 
 def _request(url: str, body: bytes | None = None, content_type: str | None = None) -> tuple[int, str]:
@@ -88,9 +74,7 @@ def _send(base: str, path: str, photo: bytes = b"", **typed: str) -> str:
     """Open the form at `path` like a phone, fill it in, press Send; return the receipt code shown."""
     status, page = _request(base + path)
     assert status == 200, page
-    parser = _FormFields()
-    parser.feed(page)
-    body, content_type = _multipart({**parser.fields, **typed}, photo)
+    body, content_type = _multipart({**hidden_fields(page), **typed}, photo)
     status, page = _request(f"{base}{path}?lang=vi", body, content_type)
     assert status == 200, page
     match = re.search(r'id="receipt">\s*(\d{4} \d{4} \d{4} \d{4})\s*<', page)

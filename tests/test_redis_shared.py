@@ -17,7 +17,7 @@ import redis
 from app.guard import HONEYPOT_FIELD, PREFIX, TOKEN_FIELD
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import SECRET, require
+from tests.conftest import SECRET, require, wait_until_responds
 from tests.mailsink import Sink, free_port
 from tests.test_flood import DISTINCTIVE, assert_no_address, submit
 from tests.test_guard import TIP, Clock, receipt_of, token_of
@@ -81,7 +81,7 @@ def replicas(redis_url: str, module_sink: Sink, tmp_path_factory: pytest.TempPat
     ]
     try:
         for port, process in zip(ports, processes, strict=True):
-            _wait_until_responds(f"http://127.0.0.1:{port}", process)
+            wait_until_responds(f"http://127.0.0.1:{port}", process)
         yield [f"http://127.0.0.1:{port}" for port in ports]
     finally:
         for process in processes:
@@ -89,19 +89,6 @@ def replicas(redis_url: str, module_sink: Sink, tmp_path_factory: pytest.TempPat
         for process, log in zip(processes, logs, strict=True):
             process.wait(timeout=10)
             log.close()
-
-
-def _wait_until_responds(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"tipbox serve exited with {process.returncode}")
-        try:
-            if httpx2.get(url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx2.TransportError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer")
 
 
 def _client() -> httpx2.Client:

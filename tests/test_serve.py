@@ -8,13 +8,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
 import pytest
 
+from tests.conftest import hidden_fields, wait_until_responds
 from tests.mailsink import free_port
 
 pytestmark = pytest.mark.e2e
@@ -28,19 +28,6 @@ class Served:
     def __init__(self, process: subprocess.Popen[bytes], port: int, mailbox: Path, log: Path) -> None:
         self.process, self.port, self.mailbox, self.log = process, port, mailbox, log
         self.url = f"http://{HOST}:{port}"
-
-
-def _wait_until_responds(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"tipbox serve exited with {process.returncode}")
-        try:
-            if httpx2.get(url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx2.TransportError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +44,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             env=env, cwd=root, stdout=sink, stderr=subprocess.STDOUT,
         )
         try:
-            _wait_until_responds(f"http://{HOST}:{port}", process)
+            wait_until_responds(f"http://{HOST}:{port}", process)
             yield Served(process, port, root / "mailbox", log)
         finally:
             process.terminate()
@@ -69,14 +56,6 @@ def _client() -> httpx2.Client:
     return httpx2.Client(transport=transport, headers={"User-Agent": SECRET_UA, "X-Forwarded-For": "192.0.2.99"})
 
 
-def _hidden_fields(html: str) -> dict[str, str]:
-    from tests.conftest import _HiddenInputs
-
-    parser = _HiddenInputs()
-    parser.feed(html)
-    return parser.fields
-
-
 def test_a_tip_lands_in_the_dev_mailbox(served: Served) -> None:
     with _client() as client:
         form = client.get(served.url + "/")
@@ -84,7 +63,7 @@ def test_a_tip_lands_in_the_dev_mailbox(served: Served) -> None:
         assert "server" not in form.headers  # uvicorn's Server header is off
         assert "set-cookie" not in form.headers
         assert "Development run" in form.text or "Bản chạy thử" in form.text
-        data = {**_hidden_fields(form.text), "category": "weapons", "what": "Có người giấu súng kíp trong nương ngô"}
+        data = {**hidden_fields(form.text), "category": "weapons", "what": "Có người giấu súng kíp trong nương ngô"}
         sent = client.post(served.url + "/", data=data)
         # A websocket handshake: uvicorn would log "<address>:<port> - WebSocket /" before any middleware runs.
         upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
