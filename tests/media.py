@@ -23,7 +23,7 @@ import mutagen.mp4
 from PIL import Image, TiffImagePlugin
 from PIL.PngImagePlugin import PngInfo
 
-import app.attachments  # noqa: F401  (registers the HEIF opener with Pillow)
+import app.attachments.images  # noqa: F401  (registers the HEIF opener with Pillow)
 
 # mutagen's writing side has no type annotations.
 APEv2: Any = mutagen.apev2.APEv2

@@ -19,9 +19,9 @@ from itertools import accumulate
 import anyio
 import anyio.to_thread
 
-from app.attachments import _common, images, mp3, mp4, ogg, webm
+from app.attachments import _common, mp3, mp4, ogg, webm
+from app.attachments._common import JPEG_QUALITY, MAX_PIXELS, MAX_SIDE, TooManyPixels
 from app.attachments.formats import FORMATS, Kind, sniff
-from app.attachments.images import JPEG_QUALITY, MAX_PIXELS, MAX_SIDE
 from app.forms import Upload
 from app.i18n import N_
 
@@ -138,9 +138,12 @@ def _clean_one(position: int, detected: str, data: bytes, *, max_pixels: int, ma
     photo = FORMATS[detected][0] == "photo"
     try:
         if photo:
+            # Pillow and libheif (~10 MB) load with the first photo, not with every process.
+            from app.attachments import images
+
             return images.clean_photo(data, detected, max_pixels=max_pixels, max_side=max_side)
         return _AUDIO[detected](data)
-    except images.TooManyPixels:
+    except TooManyPixels:
         logger.info("attachment %d (%s) refused: too many pixels", position, detected)
         raise AttachmentError(position, PHOTO_TOO_LARGE) from None
     except Exception as exc:  # hostile input may break a decoder anywhere: refuse it, never crash

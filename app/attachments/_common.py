@@ -1,13 +1,22 @@
-"""What the cleaners share: the exception for a file that cannot be cleaned, and the last check on audio."""
+"""What the cleaners share: the photo limits, the exceptions for a file that cannot be cleaned, and the last
+check on audio."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Callable
 
+MAX_PIXELS = 50_000_000  # 48 and 50 MP phone photos pass; Pillow's own bomb warning starts at 89 MP
+MAX_SIDE = 2560
+JPEG_QUALITY = 85
+
 
 class Unclean(Exception):
     """The file cannot be read or cleaned with certainty."""
+
+
+class TooManyPixels(Exception):
+    """The image declares more pixels than allowed."""
 
 
 def checked(data: bytes, reader: Callable[[io.BytesIO], object]) -> bytes:

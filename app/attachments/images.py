@@ -12,22 +12,13 @@ import pillow_heif
 from PIL import Image, ImageCms
 
 from app import logs
-from app.attachments._common import Unclean
+from app.attachments._common import JPEG_QUALITY, TooManyPixels, Unclean
 
 # Pillow's TIFF reader logs every EXIF tag's value (camera model, owner...) at DEBUG. `logs.configure` keeps that
 # logger quiet too; this holds wherever the cleaners run, also when the service's logging was never configured.
 logs.quiet_libraries()
 # Thumbnails, depth maps and auxiliary images are never needed: only the primary image is decoded.
 pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
-
-MAX_PIXELS = 50_000_000  # 48 and 50 MP phone photos pass; Pillow's own bomb warning starts at 89 MP
-MAX_SIDE = 2560
-JPEG_QUALITY = 85
-
-
-class TooManyPixels(Exception):
-    """The image declares more pixels than allowed."""
-
 
 _PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "heif": "HEIF"}
 # EXIF orientation → the transposition that makes the picture upright (as PIL.ImageOps.exif_transpose).
