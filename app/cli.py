@@ -7,9 +7,24 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from app import logs
 from app.settings import ConfigError, Settings, load_settings
+
+DEFAULT_LIMIT_CONCURRENCY = 1000
+# Production uvicorn settings (benchmarks/_bare.py serves the stack's floor with the same ones).
+UVICORN_OPTIONS: dict[str, Any] = {
+    "loop": "uvloop",
+    # No websockets: uvicorn's handshake logs the client's address and port before any middleware runs.
+    "ws": "none",
+    "log_config": None,
+    "access_log": False,
+    "proxy_headers": False,
+    "server_header": False,
+    "timeout_keep_alive": 5,
+    "timeout_graceful_shutdown": 10,
+}
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -22,22 +37,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     give_freed_memory_back()  # uploads are held in memory: after a burst, the process shrinks back
     logs.configure(args.log_level)
     app = create_app(settings)
+    # httptools plus a header deadline and size cap; keep-alive, concurrency and body deadlines: docs/abuse.md.
     uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        # httptools plus a header deadline and size cap; keep-alive, concurrency and body deadlines: docs/abuse.md.
-        http=HardenedHttpToolsProtocol,
-        # No websockets: uvicorn's handshake logs the client's address and port before any middleware runs.
-        ws="none",
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        timeout_keep_alive=5,
-        limit_concurrency=args.limit_concurrency,
-        timeout_graceful_shutdown=10,
+        app, host=args.host, port=args.port, http=HardenedHttpToolsProtocol,
+        limit_concurrency=args.limit_concurrency, **UVICORN_OPTIONS,
     )
     return 0
 
@@ -77,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(os.environ.get("TIPBOX_PORT", "8000")))
     serve.add_argument("--log-level", default=os.environ.get("TIPBOX_LOG_LEVEL", "info"))
     serve.add_argument(
-        "--limit-concurrency", type=int, default=1000, help="open connections before new requests get 503 (1000)"
+        "--limit-concurrency", type=int, default=DEFAULT_LIMIT_CONCURRENCY,
+        help=f"open connections before new requests get 503 ({DEFAULT_LIMIT_CONCURRENCY})"
     )
     serve.set_defaults(run=_serve)
     check = commands.add_parser("check", help="validate the configuration and list the posts")

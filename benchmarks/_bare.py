@@ -1,7 +1,7 @@
 """The stack's floor: a bare Starlette `PlainTextResponse`, served with tipbox's production uvicorn settings.
 
-Run as `python benchmarks/_bare.py PORT`. The keyword arguments mirror app/cli.py `_serve` (keep them in step),
-except that this uses uvicorn's own httptools protocol: tipbox's hardened one is part of what tipbox costs.
+Run as `python benchmarks/_bare.py PORT`. It takes app/cli.py's own uvicorn options, except that it uses uvicorn's
+own httptools protocol: tipbox's hardened one is part of what tipbox costs.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from app.cli import DEFAULT_LIMIT_CONCURRENCY, UVICORN_OPTIONS
+
 
 async def hello(request: Request) -> PlainTextResponse:
     return PlainTextResponse("Hello, world!")
@@ -24,17 +26,8 @@ app = Starlette(routes=[Route("/", hello), Route("/healthz", hello)])
 
 def main(port: int) -> None:
     uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        timeout_keep_alive=5,
-        limit_concurrency=200,
+        app, host="127.0.0.1", port=port, http="httptools",
+        limit_concurrency=DEFAULT_LIMIT_CONCURRENCY, **UVICORN_OPTIONS,
     )
 
 

@@ -158,7 +158,7 @@ def section(bench: Any, command: str, lifted_rate: str) -> str:
         f"Machine: {_machine()}. Versions: {_versions()}.",
         "",
         "How: every server runs with tipbox's production uvicorn settings (one worker, uvloop + httptools, access "
-        "log off, `limit_concurrency` 200) on 127.0.0.1; `tipbox serve` itself, so tipbox also pays for its own "
+        "log off, `limit_concurrency` 1000) on 127.0.0.1; `tipbox serve` itself, so tipbox also pays for its own "
         f"hardened httptools protocol, the bare app runs uvicorn's. {pinning} GET runs use {args.get_connections} "
         f"keep-alive connections; POST and the floor use {args.post_connections}, with a new plain-SMTP connection "
         "per message on loopback. Requests carry the header set of Zalo's browser on Android. tipbox runs with "

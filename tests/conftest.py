@@ -113,6 +113,14 @@ def form_fields(client: TestClient, path: str = "/") -> dict[str, str]:
     return hidden_fields(page.text)
 
 
+def app_state(app: Any) -> Any:
+    """The FastAPI app's `state` inside the middleware stack that `create_app` returns."""
+    layer: object = app
+    while not hasattr(layer, "state"):
+        layer = getattr(layer, "app")  # noqa: B009
+    return getattr(layer, "state")  # noqa: B009
+
+
 def hidden_fields(html: str) -> dict[str, str]:
     """The fields a browser posts back untouched from a form page's HTML."""
     parser = _HiddenInputs()
@@ -140,7 +148,7 @@ def post_tip(client: TestClient, path: str = "/", **fields: str) -> Response:
     return client.post(path, data=data)
 
 
-__all__ = ["PASSWORD", "USERNAME", "form_fields", "hidden_fields", "post_tip", "wait_until_responds"]
+__all__ = ["PASSWORD", "USERNAME", "app_state", "form_fields", "hidden_fields", "post_tip", "wait_until_responds"]
 
 
 @pytest.fixture(autouse=True)

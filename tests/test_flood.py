@@ -15,6 +15,7 @@ from app.guard import HONEYPOT_FIELD, TOKEN_FIELD, Guard
 from app.main import create_app
 from app.privacy import SourceKeys
 from app.settings import Settings
+from tests.conftest import app_state
 from tests.mailsink import Sink
 from tests.test_guard import START, TIP, Clock, token_of
 
@@ -41,10 +42,7 @@ def assert_no_address(keys: Iterable[str], address: str) -> None:
 
 def guard_of(app: ASGIApp) -> Guard:
     """The guard inside the middleware stack (the FastAPI app keeps it in `state`)."""
-    layer: object = app
-    while not hasattr(layer, "state"):
-        layer = getattr(layer, "app")  # noqa: B009
-    guard = getattr(layer, "state").guard  # noqa: B009
+    guard = app_state(app).guard
     assert isinstance(guard, Guard)
     return guard
 

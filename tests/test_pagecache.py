@@ -17,6 +17,7 @@ from app.guard import HONEYPOT_FIELD, TOKEN_FIELD, Tokens
 from app.pagecache import SlottedPage, placeholder
 from app.pages import RECEIPT_CHARS, TOKEN_CHARS, Pages
 from app.settings import Post
+from tests.conftest import app_state
 from tests.mailsink import Sink
 from tests.test_flood import guard_of
 from tests.test_guard import TIP, receipt_of, token_of
@@ -28,10 +29,7 @@ IDENTITY = {"Accept-Encoding": "identity"}
 
 def pages_of(app: ASGIApp) -> Pages:
     """The page renderer inside the middleware stack (the FastAPI app keeps it in `state`)."""
-    layer: object = app
-    while not hasattr(layer, "state"):
-        layer = getattr(layer, "app")  # noqa: B009
-    pages = getattr(layer, "state").pages  # noqa: B009
+    pages = app_state(app).pages
     assert isinstance(pages, Pages)
     return pages
 
