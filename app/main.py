@@ -10,20 +10,20 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from app import i18n, logs, rendering
+from app import logs, rendering
 from app.attachments import Cleaner
 from app.budget import MemoryBudget
+from app.compression import Compression
 from app.delivery import Mailer, SmtpServer
 from app.guard import Guard
 from app.mail import Composer
 from app.pages import Pages
 from app.privacy import PrivacyMiddleware, SourceKeys, content_security_policy
 from app.relay import Relay
-from app.routes import NOT_FOUND, Site, add_form_routes, build_router
+from app.routes import FormsFirst, Site, build_router, form_routes
 from app.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     mailer = Mailer(server) if server else None
     relay = Relay(composer, mailer, max_text_chars=settings.max_text_chars, guard=guard, cleaner=cleaner)
     pages = Pages(
-        dev_mode=settings.dev_mode, locales_dir=settings.locales_dir, min_fill_seconds=settings.min_fill_seconds,
+        dev_mode=settings.dev_mode,
+        locales_dir=settings.locales_dir,
+        min_fill_seconds=settings.min_fill_seconds,
         max_upload_bytes=settings.max_upload_bytes,
     )
     # Uploads are held in memory, never on disk: all requests together hold at most this much (app/budget.py).
@@ -97,29 +99,21 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         openapi_url=None,
         lifespan=lifespan,
     )
-    add_form_routes(app, site)  # first: FastAPI matches the app's own routes before an included router's
     app.include_router(build_router(site))
     app.state.guard = guard  # what it holds can be inspected (tests: no address in any key)
     app.state.budget = budget  # tests: every byte is given back once the requests are answered
     app.state.pages = pages  # tests: the pages kept rendered are bounded by the configuration
 
-    def _error_page(request: Request, status: int) -> Response:
-        language = i18n.choose(
-            request.query_params.get("lang"), request.headers.get("accept-language"), site.default_post.languages
-        )
-        message = i18n.translations(language, settings.locales_dir).gettext(NOT_FOUND)
-        return pages.error(language, status, message, back="/")
-
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        return _error_page(request, exc.status_code)
+        return site.error_page(request, exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return _error_page(request, 400)
+        return site.error_page(request, 400)
 
     csp = content_security_policy([rendering.csp_hash(rendering.stylesheet())])
-    # Compression sits inside the privacy layer: it sees only allowlisted headers (accept-encoding is one), and
-    # it adds `Vary: Accept-Encoding` to every response it may compress. The fresh form and the success page come
-    # compressed already (app/pagecache.py), with their own Content-Encoding and Vary: it passes those through.
-    return PrivacyMiddleware(GZipMiddleware(app, minimum_size=500), csp=csp, sources=SourceKeys(clock))
+    # Compression sits inside the privacy layer: it sees only allowlisted headers (accept-encoding is one). The
+    # fresh form and the success page come compressed already (app/pagecache.py): it passes those through.
+    site_app = FormsFirst(form_routes(site), app)
+    return PrivacyMiddleware(Compression(site_app), csp=csp, sources=SourceKeys(clock))

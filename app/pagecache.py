@@ -18,19 +18,16 @@ import secrets
 import string
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from starlette.responses import Response
 
 _SAFE = re.compile(r"[A-Za-z0-9_\- ]*")  # needs no HTML escaping: a token (base64url) or a receipt code
 _WINDOW = 32 * 1024
-_LEVEL = 9  # as GZipMiddleware compresses the pages rendered in full
+_LEVEL = 9  # as app.compression compresses the pages rendered in full
 # Magic, deflate, no flags, no modification time, maximum compression, OS unknown (as Python's gzip writes it).
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
-
-
-def accepts_gzip(accept_encoding: str) -> bool:
-    """The same test GZipMiddleware makes, so a cached page and a rendered one are negotiated alike."""
-    return "gzip" in accept_encoding
 
 
 def placeholder(length: int) -> str:
@@ -83,3 +80,14 @@ class SlottedPage:
         if not self.fits(value):
             raise ValueError("the value does not fit the page's slot")
         return value.encode("ascii")
+
+
+class Prepared(Response):
+    """A response whose headers were encoded once, ahead of time: only its Content-Length is added per request."""
+
+    def __init__(self, body: bytes, raw_headers: Sequence[tuple[bytes, bytes]], status_code: int = 200) -> None:
+        # Response.__init__ would encode a header mapping again for every request: the point is not to.
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        self.raw_headers = [*raw_headers, (b"content-length", b"%d" % len(body))]

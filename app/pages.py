@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import calendar
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 from app import i18n, rendering
-from app.pagecache import SlottedPage
+from app.pagecache import Prepared, SlottedPage
 from app.settings import Post
 from app.tips import CATEGORIES, Problem
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-# A pre-compressed page says so itself; GZipMiddleware leaves a response with a Content-Encoding alone.
+# A pre-compressed page says so itself; app.compression leaves a response with a Content-Encoding alone.
 GZIPPED = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+HTML = "text/html; charset=utf-8"
 TOKEN_CHARS = 48  # app.guard's form token
 RECEIPT_CHARS = 19  # app.receipts' code, "0000 0000 0000 0000"
 # Where "Leave quickly" goes; its page says nothing about tips.
@@ -59,20 +61,24 @@ class Pages:
         return env.get_template(template).render({**defaults, **context})
 
     def _cached(
-        self, key: tuple[str | bool, ...], render: Callable[[str], str], length: int, value: str, language: str,
+        self,
+        key: tuple[str | bool, ...],
+        render: Callable[[str], str],
+        length: int,
+        value: str,
+        language: str,
         gzip: bool,
-    ) -> HTMLResponse | None:
+    ) -> Response | None:
         """The kept page for `key` with `value` in its slot; None if `value` cannot go in a slot unescaped."""
         page = self.kept.get(key)
         if page is None:
             # Keys come from the configuration (posts, their languages, four addresses), never from a request.
             page = self.kept[key] = SlottedPage.render(render, length)
-        if not page.fits(value):
+        try:
+            body = page.gzip(value) if gzip else page.identity(value)
+        except ValueError:  # the value does not fit the slot
             return None
-        headers = {**NO_STORE, "Content-Language": language}
-        if gzip:
-            return HTMLResponse(page.gzip(value), headers={**headers, **GZIPPED})
-        return HTMLResponse(page.identity(value), headers=headers)
+        return Prepared(body, _kept_headers(language, gzip=gzip))
 
     def _switch(self, post: Post, language: str, path: str) -> list[dict[str, str | bool]]:
         """One link per language the post offers, to the same form, for the language bar."""
@@ -122,9 +128,15 @@ class Pages:
         return self._render("form.html", language, status, context)
 
     def fresh_form(
-        self, post: Post, language: str, path: str, hidden: tuple[str, str], *, follow_up: bool = False,
+        self,
+        post: Post,
+        language: str,
+        path: str,
+        hidden: tuple[str, str],
+        *,
+        follow_up: bool = False,
         gzip: bool = False,
-    ) -> HTMLResponse:
+    ) -> Response:
         """The form as first served, from the kept page: the bytes `form` renders with this `hidden` field.
 
         `hidden` is the form token's (name, value); `gzip` answers with the page compressed.
@@ -139,7 +151,7 @@ class Pages:
         cached = self._cached(key, render, TOKEN_CHARS, token, language, gzip)
         return cached or self.form(post, language, path, hidden={name: token}, follow_up=follow_up)
 
-    def sent(self, post: Post, language: str, path: str, receipt: str, *, gzip: bool = False) -> HTMLResponse:
+    def sent(self, post: Post, language: str, path: str, receipt: str, *, gzip: bool = False) -> Response:
         """The success page: shown only once the post's mail server accepted the tip."""
         back = f"{path}?lang={language}"
 
@@ -165,3 +177,10 @@ class Pages:
             "script": None,
         }
         return self._render("neutral.html", "vi", 200, context)
+
+
+@functools.cache  # one entry per language and encoding
+def _kept_headers(language: str, *, gzip: bool) -> tuple[tuple[bytes, bytes], ...]:
+    """A kept page's headers, as `_render` gives a page rendered in full (and, compressed, as app.compression)."""
+    headers = {"Content-Type": HTML, **NO_STORE, "Content-Language": language, **(GZIPPED if gzip else {})}
+    return tuple((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items())

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from starlette.exceptions import HTTPException
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import i18n, rendering
 from app.budget import MemoryBudget
+from app.compression import accepts_gzip
 from app.forms import FormError, read_form
 from app.guard import TOKEN_FIELD
 from app.i18n import N_
 from app.mail import VIETNAM
-from app.pagecache import accepts_gzip
 from app.pages import NEUTRAL_PATH, Pages
 from app.privacy import SOURCE_KEY
 from app.relay import FILES_AGAIN, Relay
@@ -42,7 +46,10 @@ BUSY = N_(
 # Form given back, by outcome: (notice, HTTP status). An expired form is a 409: the text is fine, the token is stale.
 # A form sent again with other content (edited after a lost answer) is a 409 too: sending it makes a new message.
 GIVEN_BACK = {
-    "expired": (EXPIRED, 409), "changed": (CHANGED, 409), "limited": (LIMITED, 429), "failed": (NOT_SENT, 503),
+    "expired": (EXPIRED, 409),
+    "changed": (CHANGED, 409),
+    "limited": (LIMITED, 429),
+    "failed": (NOT_SENT, 503),
     "busy": (BUSY, 503),
 }
 # Form given back with problems at their fields, by outcome: HTTP status (a body over its limit lost its files).
@@ -72,24 +79,34 @@ class Site:
             raise HTTPException(404)
         return post
 
+    def error_page(self, request: Request, status: int) -> Response:
+        """The page for an address or method the site does not have, in the visitor's language."""
+        language = self.language(request, self.default_post)
+        message = i18n.translations(language, self.settings.locales_dir).gettext(NOT_FOUND)
+        page = self.pages.error(language, status, message, back="/")
+        if status == 405:
+            page.headers["Allow"] = "GET, HEAD, POST"
+        return page
+
     def language(self, request: Request, post: Post) -> str:
         # `?lang=` is the only parameter read; most requests (the QR code's address) have no query to parse.
         requested = request.query_params.get("lang") if request.scope["query_string"] else None
         return i18n.choose(requested, request.headers.get("accept-language"), post.languages)
 
 
-def add_form_routes(app: FastAPI, site: Site) -> None:
-    """The form's addresses (GET: the form; POST: a tip), as plain Starlette routes on the app itself.
+def form_routes(site: Site) -> list[Route]:
+    """The form's addresses: GET (and HEAD) shows the form, POST sends a tip, another method gets a 405 page.
 
-    They take nothing FastAPI would parse or validate, so they skip its dependency solving, and FastAPI matches a
-    route of its own before it looks into an included router. Add them before `build_router`'s routes.
+    Served by `FormsFirst`, which hands every method to the endpoint, so that a wrong one gets a page too.
     """
 
     async def default_page(request: Request) -> Response:
         return await _page(request, site.default_post, "/")
 
     async def post_page(request: Request) -> Response:
-        post = site.find(request.path_params["slug"])
+        post = site.posts.get(request.path_params["slug"].lower())
+        if post is None:
+            return site.error_page(request, 404)
         return await _page(request, post, f"/p/{post.slug}")
 
     # "I have sent a report before": the same form with the receipt-code section open.
@@ -97,23 +114,27 @@ def add_form_routes(app: FastAPI, site: Site) -> None:
         return await _page(request, site.default_post, "/more", follow_up=True)
 
     async def post_more_page(request: Request) -> Response:
-        post = site.find(request.path_params["slug"])
+        post = site.posts.get(request.path_params["slug"].lower())
+        if post is None:
+            return site.error_page(request, 404)
         return await _page(request, post, f"/p/{post.slug}/more", follow_up=True)
 
-    for path, endpoint in (
-        ("/", default_page),
-        ("/p/{slug}", post_page),
-        ("/P/{slug}", post_page),  # the poster's QR code spells the URL in capitals (a smaller code)
-        ("/more", default_more_page),
-        ("/p/{slug}/more", post_more_page),
-    ):
-        app.add_route(path, endpoint, methods=["GET", "POST"])
+    methods = ["GET", "POST"]
+    routes = [
+        Route("/", default_page, methods=methods),
+        Route("/p/{slug}", post_page, methods=methods),
+        Route("/P/{slug}", post_page, methods=methods),  # the poster's QR code spells the URL in capitals (smaller)
+        Route("/more", default_more_page, methods=methods),
+        Route("/p/{slug}/more", post_more_page, methods=methods),
+    ]
 
     async def _page(request: Request, post: Post, path: str, follow_up: bool = False) -> Response:
         if request.method == "POST":
             return await _submit(request, post, path, follow_up)
+        if request.method not in ("GET", "HEAD"):
+            return site.error_page(request, 405)
         language = site.language(request, post)
-        gzip = accepts_gzip(request.headers.get("accept-encoding", ""))
+        gzip = accepts_gzip(request.scope["headers"])
         token = site.relay.guard.form_token(post)
         return site.pages.fresh_form(post, language, path, token, follow_up=follow_up, gzip=gzip)
 
@@ -130,20 +151,57 @@ def add_form_routes(app: FastAPI, site: Site) -> None:
             del form  # its files leave memory as their bytes leave the budget
         if outcome.status == "sent":
             # "Send another tip" leads to the plain form, also after a follow-up.
-            gzip = accepts_gzip(request.headers.get("accept-encoding", ""))
+            gzip = accepts_gzip(request.scope["headers"])
             return site.pages.sent(post, language, path.removesuffix("/more") or "/", outcome.receipt, gzip=gzip)
         hidden = {TOKEN_FIELD: outcome.token}
         if outcome.status in WITH_PROBLEMS:
             return site.pages.form(
-                post, language, path, values=outcome.values, problems=outcome.problems, hidden=hidden,
-                status=WITH_PROBLEMS[outcome.status], follow_up=follow_up,
+                post,
+                language,
+                path,
+                values=outcome.values,
+                problems=outcome.problems,
+                hidden=hidden,
+                status=WITH_PROBLEMS[outcome.status],
+                follow_up=follow_up,
             )
         notice, status = GIVEN_BACK[outcome.status]
         text = f"{gettext(notice)} {gettext(FILES_AGAIN)}" if outcome.files_again else gettext(notice)
         return site.pages.form(
-            post, language, path, values=outcome.values, notice=text, hidden=hidden, status=status,
+            post,
+            language,
+            path,
+            values=outcome.values,
+            notice=text,
+            hidden=hidden,
+            status=status,
             follow_up=follow_up,
         )
+
+    return routes
+
+
+class FormsFirst:
+    """The form's addresses go straight to their routes; every other request, and the lifespan, to `app`.
+
+    They are nearly all of the traffic, and they take nothing FastAPI would parse or validate, so they skip its
+    layers (exception and telemetry middleware, body limits, route bookkeeping): a Starlette route each, behind
+    Starlette's last-resort 500 page. Their endpoints answer every outcome with a page of their own.
+    """
+
+    def __init__(self, routes: Sequence[Route], app: ASGIApp) -> None:
+        self.app = app  # `app` by name: tests walk down the layers to the FastAPI app's state
+        # `route.app` is the endpoint without Starlette's method check: the endpoint answers a wrong method itself.
+        self.routes = [(route, ServerErrorMiddleware(route.app)) for route in routes]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for route, endpoint in self.routes:
+                match, child_scope = route.matches(scope)
+                if match is not Match.NONE:  # PARTIAL: the path matches, the method is not GET, HEAD or POST
+                    await endpoint({**scope, **child_scope}, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 def build_router(site: Site) -> APIRouter:
