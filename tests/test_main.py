@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from app.main import create_app
 from app.settings import Settings, load_settings
 from tests.conftest import post_tip
 from tests.mailsink import Sink
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_factory_builds_independent_apps(sink: Sink, make_settings: Callable[..., Settings], tmp_path: Path) -> None:
@@ -76,3 +80,39 @@ def test_native_telemetry_is_off(sink: Sink, make_settings: Callable[..., Settin
     }
     assert "/ping" in routes  # the control's request was measured...
     assert routes <= {"/ping", "None"}  # ...and none of tipbox's routes ("None": points with no route)
+
+
+def test_heavy_libraries_load_only_when_first_needed(tmp_path: Path) -> None:
+    """A served form and a sent tip load no image, audio, poster, dev-mailbox, Redis or file-watcher library.
+
+    They are megabytes each in every process's memory (docs/benchmarks.md, idle RSS); they load with the first
+    photo, voice note, poster, dev run or Redis set-up instead. The second half checks that they still do.
+    """
+    script = f"""
+import sys
+from starlette.testclient import TestClient
+from app.main import create_app
+from app.settings import load_settings
+from tests.conftest import form_fields
+
+HEAVY = ("PIL", "pillow_heif", "mutagen", "reportlab", "qrcode", "aiosmtpd", "redis", "watchfiles")
+with TestClient(create_app(load_settings(dev_mailbox={str(tmp_path / "mbox")!r}, min_fill_seconds=0))) as client:
+    data = {{**form_fields(client), "category": "weapons", "what": "Súng tự chế"}}
+    assert client.post("/", data=data).status_code == 200
+    print(sorted(name for name in HEAVY if name in sys.modules))
+    from tests.media import jpeg, m4a  # the test files are made with Pillow and PyAV: only now
+
+    files = [("photo", ("a.jpg", jpeg(), "image/jpeg")), ("voice", ("b.m4a", m4a(), "audio/mp4"))]
+    data = {{**form_fields(client), "category": "weapons", "what": "Có ảnh và ghi âm"}}
+    assert client.post("/", data=data, files=files).status_code == 200
+    print(sorted(name for name in HEAVY if name in sys.modules))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    idle, used = result.stdout.splitlines()[-2:]
+    assert idle == "['aiosmtpd']"  # the dev mailbox is this run's SMTP server
+    assert used == "['PIL', 'aiosmtpd', 'mutagen', 'pillow_heif']"
+    emails = [path.read_text() for path in (tmp_path / "mbox").glob("*.eml")]
+    assert len(emails) == 2 and any("photo-1.jpg" in email and "voice-1.m4a" in email for email in emails)

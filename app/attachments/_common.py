@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from typing import Literal
 
 MAX_PIXELS = 50_000_000  # 48 and 50 MP phone photos pass; Pillow's own bomb warning starts at 89 MP
 MAX_SIDE = 2560
@@ -19,11 +20,30 @@ class TooManyPixels(Exception):
     """The image declares more pixels than allowed."""
 
 
-def checked(data: bytes, reader: Callable[[io.BytesIO], object]) -> bytes:
+def checked(data: bytes, container: Literal["mp3", "mp4", "opus", "vorbis"]) -> bytes:
     """`data` if mutagen reads it as audio with a duration and finds no tags in it; otherwise refuse."""
-    audio = reader(io.BytesIO(data))
+    audio = _reader(container)(io.BytesIO(data))
     tags = getattr(audio, "tags", None)
     length = getattr(getattr(audio, "info", None), "length", 0)
     if not length or length <= 0 or (tags is not None and len(tags) > 0):
         raise Unclean("cleaned audio does not check out")
     return data
+
+
+def _reader(container: str) -> Callable[[io.BytesIO], object]:
+    """mutagen's reader for `container`; mutagen loads with the first voice note, not with every process (memory)."""
+    if container == "mp3":
+        from mutagen.mp3 import MP3
+
+        return MP3
+    if container == "mp4":
+        from mutagen.mp4 import MP4
+
+        return MP4
+    if container == "opus":
+        from mutagen.oggopus import OggOpus
+
+        return OggOpus
+    from mutagen.oggvorbis import OggVorbis
+
+    return OggVorbis

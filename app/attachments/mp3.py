@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from mutagen.mp3 import MP3
-
 from app.attachments._common import Unclean, checked
 
 _MP3_KBPS = {
@@ -85,7 +83,7 @@ def clean_mp3(data: bytes) -> bytes:
             pos = _id3v2_end(data, pos)  # a tag between frames is skipped; audio may follow it
         else:
             break  # ID3v1, APE, Lyrics3 or anything else after the last frame is left behind
-    return checked(b"".join(frames), MP3)
+    return checked(b"".join(frames), "mp3")
 
 
 def _without_encoder_tag(frame: bytes) -> bytes:

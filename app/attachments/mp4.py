@@ -12,8 +12,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 
-from mutagen.mp4 import MP4
-
 from app.attachments._common import Unclean, checked
 
 _MP4_AUDIO_CODECS = {
@@ -250,8 +248,8 @@ def _mp4_ftyp(brand: bytes, *compatible: bytes) -> bytes:
 
 
 def clean_m4a(data: bytes) -> bytes:
-    return checked(remux(data, _mp4_ftyp(b"M4A ", b"mp42", b"isom")), MP4)
+    return checked(remux(data, _mp4_ftyp(b"M4A ", b"mp42", b"isom")), "mp4")
 
 
 def clean_3gp(data: bytes) -> bytes:
-    return checked(remux(data, _mp4_ftyp(b"3gp4", b"isom")), MP4)
+    return checked(remux(data, _mp4_ftyp(b"3gp4", b"isom")), "mp4")

@@ -6,9 +6,6 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from mutagen.oggopus import OggOpus
-from mutagen.oggvorbis import OggVorbis
-
 from app.attachments._common import Unclean, checked
 
 _OGG_HEADERS = {b"OpusHead": (b"OpusTags", 2), b"\x01vorbis": (b"\x03vorbis", 3)}
@@ -96,7 +93,7 @@ def clean_ogg(data: bytes) -> bytes:
     out += _ogg_paginate([comment, *headers[1:]], 1)
     for n, page in enumerate(pages[first_audio:], start=len(out)):
         out.append(_ogg_page(page.flags & 0x05, page.granule, n, page.lacing, page.body))
-    return checked(b"".join(out), OggOpus if codec == b"OpusHead" else OggVorbis)
+    return checked(b"".join(out), "opus" if codec == b"OpusHead" else "vorbis")
 
 
 def empty_comment(magic: bytes) -> bytes:
