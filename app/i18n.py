@@ -126,7 +126,8 @@ def _normalise(tag: str) -> str:
 
 def _preferred(header: str, offered: tuple[str, ...]) -> str | None:
     """The offered language the Accept-Language header rates highest (the earliest of equals); malformed parts are
-    skipped. One pass, no sorting: this runs for every page served."""
+    skipped. One pass, no sorting, and it stops at the first offered language rated 1 (nothing can beat it):
+    this runs for every page served."""
     best, best_quality = None, 0.0
     for part in header[:512].split(","):
         tag, _, params = part.partition(";")
@@ -140,8 +141,12 @@ def _preferred(header: str, offered: tuple[str, ...]) -> str | None:
                 quality = float(params[2:])
             except ValueError:
                 continue
+            if quality > 1.0:  # malformed (RFC 9110: q is at most 1)
+                continue
         if quality > best_quality:
             code = _normalise(tag)
             if code in offered:
                 best, best_quality = code, quality
+                if quality == 1.0:
+                    break
     return best

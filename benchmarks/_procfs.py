@@ -73,3 +73,18 @@ class Usage:
             interrupts.append((i1 - i0) / (t1 - t0) if t1 > t0 else 0.0)
         cpu = {name: after.processes[name] - before.processes[name] for name in before.processes}
         return cls(after.wall - before.wall, busy, interrupts, cpu)
+
+    @classmethod
+    def combined(cls, parts: list[Usage]) -> Usage:
+        """Several windows as one: their wall time and CPU seconds added, core shares weighted by wall time."""
+        wall = sum(part.wall for part in parts)
+
+        def share(values: list[list[float]]) -> list[float]:
+            return [sum(part.wall * v for part, v in zip(parts, core, strict=True)) / wall if wall else 0.0
+                    for core in zip(*values, strict=True)]
+
+        cpu: dict[str, float] = {}
+        for part in parts:
+            for name, seconds in part.cpu.items():
+                cpu[name] = cpu.get(name, 0.0) + seconds
+        return cls(wall, share([p.core_busy for p in parts]), share([p.core_interrupts for p in parts]), cpu)

@@ -167,7 +167,11 @@ def section(bench: Any, command: str, lifted_rate: str) -> str:
         "single-use form token fetched by that round's GET run and a text of its own; a tip counts only when wrk "
         "got the success page and the sink got the message. "
         f"Form tokens {'were' if bench.token_field else 'were not'} issued by this build. Each measurement ran "
-        f"{args.duration:g} s, {args.rounds} times; ratios compare figures of the same round.",
+        f"{args.duration:g} s, {args.rounds} times; ratios compare figures of the same round. In each round the "
+        f"three GET measurements ran interleaved, in {args.slices} slices of {args.duration / args.slices:g} s "
+        "each (bare, identity, gzip, bare, ...), so that the machine's speed drifting during a round (seen here: "
+        "the same bare app from 77 to 132 µs of CPU per request) weighs on the base and on tipbox alike; their p50 "
+        "is the median of the slices' and their p99 the highest.",
         "",
         throughput_table(bench.runs, layout),
         "",
@@ -177,7 +181,8 @@ def section(bench: Any, command: str, lifted_rate: str) -> str:
         "our processes, by the kernel's interrupt and packet work (loopback traffic, mostly ours, charged to no "
         "process) and by other processes on this shared machine; a large \"other\" marks a noisy measurement, and "
         "a load core near 100 % means wrk and the sink may be what limits the figure. p99 at 64 connections "
-        "includes each connection's first request, queued while the server is saturated. †: other processes took "
+        "includes each connection's first request (once per slice), queued while the server is saturated. †: other "
+        "processes took "
         f"more than {100 * NOISY:.0f} % of the server core during this run or its base: read the ratio by "
         "CPU/op instead.",
         "",

@@ -48,6 +48,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement (default 8, at most 10)")
     parser.add_argument("--rounds", type=int, default=2, help="times each measurement runs (default 2)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of untimed load per server first")
+    parser.add_argument(
+        "--slices", type=int, default=4,
+        help="each round's GET measurements run interleaved in this many slices (default 4)",
+    )
     parser.add_argument("--get-connections", type=int, default=64)
     parser.add_argument("--post-connections", type=int, default=16, help="also the floor's concurrent senders")
     parser.add_argument("--server-cpu", type=int, default=0, help="core for the server under test (default 0)")
@@ -60,6 +64,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 1 <= args.duration <= 10 or not 1 <= args.rounds <= 5:
         parser.error("--duration must be 1-10 s and --rounds 1-5 (the machine is shared)")
+    if not 1 <= args.slices <= 8 or args.duration / args.slices < 0.5:
+        parser.error("--slices must be 1-8, each at least 0.5 s")
     return args
 
 
@@ -233,14 +239,52 @@ class Bench:
                      mode="plain", headers={**_http.PHONE_HEADERS, **_http.GZIP})
         self.memory.append(("idle, warm (forms served, 3 tips sent)", memory_mb(self.pids["tipbox"])))
 
-    def bare(self, round_: int) -> None:
-        figures, usage = self.run_wrk(self.ports["bare"], "/", connections=self.args.get_connections,
-                                      seconds=self.args.duration, mode="plain", headers=_http.PHONE_HEADERS)
-        ok = figures["requests"] - figures["errors"]["status"]
-        self._from_wrk("bare", "(a) bare Starlette plaintext GET", round_, figures, usage, "bare", ok)
+    def gets(self, round_: int, forms: Path) -> None:
+        """The round's three GET measurements, interleaved: bare, identity, gzip, bare, identity... in `--slices`
+        slices each, so that the machine speeding up or slowing down during the round affects all three alike.
+
+        The identity slices keep every served form's hidden fields in `forms`, for the round's POSTs.
+        """
+        busy = self.wait_quiet()
+        seconds, connections = self.args.duration / self.args.slices, self.args.get_connections
+        phone, gzip = _http.PHONE_HEADERS, {**_http.PHONE_HEADERS, **_http.GZIP}
+        parts: dict[str, list[tuple[dict[str, Any], Usage]]] = {"bare": [], "get": [], "get_gzip": []}
+        captures = []
+        for number in range(self.args.slices):
+            parts["bare"].append(
+                self.run_wrk(self.ports["bare"], "/", connections=connections, seconds=seconds, mode="plain",
+                             headers=phone)
+            )
+            captures.append(self.tmp / f"forms-{round_}-{number}.txt")
+            env = {"BENCH_CAPTURE": str(captures[-1]), "BENCH_CAPTURE_MAX": str(CAPTURE_MAX)}
+            parts["get"].append(
+                self.run_wrk(self.ports["tipbox"], "/", connections=connections, seconds=seconds, mode="capture",
+                             headers=phone, env=env)
+            )
+            parts["get_gzip"].append(
+                self.run_wrk(self.ports["tipbox"], "/", connections=connections, seconds=seconds, mode="plain",
+                             headers=gzip)
+            )
+        with forms.open("w", encoding="utf-8") as out:
+            for capture in captures:
+                out.write(capture.read_text(encoding="utf-8") if capture.exists() else "")
+        self.busy_note = busy
+        labels = {
+            "bare": ("(a) bare Starlette plaintext GET", "bare"),
+            "get": ("(b) tipbox GET form, identity", "tipbox"),
+            "get_gzip": ("(b) tipbox GET form, gzip (as phones ask)", "tipbox"),
+        }
+        for kind, (label, server) in labels.items():
+            figures = _merged([figures for figures, _ in parts[kind]])
+            usage = Usage.combined([usage for _, usage in parts[kind]])
+            if kind == "get":  # only a form page counts (wrk's status errors count 4xx and 5xx only)
+                ok = int(figures["statuses"].get("200", 0))
+            else:
+                ok = figures["requests"] - figures["errors"]["status"]
+            self._from_wrk(kind, label, round_, figures, usage, server, ok)
 
     def get_form(self, round_: int, forms: Path) -> None:
-        """The form page, uncompressed; every served form's hidden fields are kept for this round's POSTs."""
+        """The form page, uncompressed, in one run (--profile); its served forms' hidden fields are kept."""
         env = {"BENCH_CAPTURE": str(forms), "BENCH_CAPTURE_MAX": str(CAPTURE_MAX)}
         figures, usage = self.run_wrk(self.ports["tipbox"], "/", connections=self.args.get_connections,
                                       seconds=self.args.duration, mode="capture", headers=_http.PHONE_HEADERS,
@@ -249,6 +293,7 @@ class Bench:
         self._from_wrk("get", "(b) tipbox GET form, identity", round_, figures, usage, "tipbox", ok)
 
     def get_form_gzip(self, round_: int) -> None:
+        """The form page, compressed, in one run (--profile)."""
         figures, usage = self.run_wrk(self.ports["tipbox"], "/", connections=self.args.get_connections,
                                       seconds=self.args.duration, mode="plain",
                                       headers={**_http.PHONE_HEADERS, **_http.GZIP})
@@ -340,9 +385,7 @@ class Bench:
         self.wire_bytes()
         for round_ in range(1, self.args.rounds + 1):
             forms = self.tmp / f"forms-{round_}.txt"
-            self.bare(round_)
-            self.get_form(round_, forms)
-            self.get_form_gzip(round_)
+            self.gets(round_, forms)
             if round_ == 1:
                 self.memory.append(("after the GET load", memory_mb(self.pids["tipbox"])))
             self.floor(round_)
@@ -436,6 +479,21 @@ def _reap(process: subprocess.Popen[bytes], timeout: float) -> Any:
     _, status, rusage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     return rusage
+
+
+def _merged(slices: list[dict[str, Any]]) -> dict[str, Any]:
+    """wrk's figures of several slices as one run: counts added; p50 the median of the slices', p99 the highest."""
+    merged: dict[str, Any] = {"errors": {}, "statuses": {}}
+    for figures in slices:
+        for key in ("duration_us", "requests", "bytes", "captured"):
+            merged[key] = merged.get(key, 0) + figures[key]
+        for group in ("errors", "statuses"):
+            for name, count in figures[group].items():
+                merged[group][name] = merged[group].get(name, 0) + count
+    merged["p50_us"] = _percentile(sorted(figures["p50_us"] for figures in slices), 50)
+    merged["p99_us"] = max(figures["p99_us"] for figures in slices)
+    merged["exhausted"] = any(figures["exhausted"] for figures in slices)
+    return merged
 
 
 def _percentile(ordered: list[float], percent: float) -> float:

@@ -75,7 +75,7 @@ def _reference_choice(header: str, offered: tuple[str, ...]) -> str:
                 quality = float(params.strip()[2:])
             except ValueError:
                 continue
-        if quality > 0:
+        if 0 < quality <= 1:  # a q over 1 is malformed (RFC 9110): the part is skipped
             primary = tag.strip().lower().replace("_", "-").split("-", 1)[0]
             aliases = {"mww": "hmn", "hnj": "hmn", "blu": "hmn", "hmv": "hmn"}
             weighted.append((-quality, index, aliases.get(primary, primary)))
