@@ -169,9 +169,10 @@ def section(bench: Any, command: str, lifted_rate: str) -> str:
         f"Form tokens {'were' if bench.token_field else 'were not'} issued by this build. Each measurement ran "
         f"{args.duration:g} s, {args.rounds} times; ratios compare figures of the same round. In each round the "
         f"three GET measurements ran interleaved, in {args.slices} slices of {args.duration / args.slices:g} s "
-        "each (bare, identity, gzip, bare, ...), so that the machine's speed drifting during a round (seen here: "
-        "the same bare app from 77 to 132 µs of CPU per request) weighs on the base and on tipbox alike; their p50 "
-        "is the median of the slices' and their p99 the highest.",
+        "each (bare, identity, gzip, bare, ...), and so did the floor and the POSTs (floor, POST, floor, ...), so "
+        "that the machine's speed drifting during a round (seen here: the same bare app from 68 to 132 µs of CPU "
+        "per request, run to run) weighs on the base and on tipbox alike; wrk's p50 is the median of the slices' "
+        "and its p99 the highest (the floor's are exact).",
         "",
         throughput_table(bench.runs, layout),
         "",

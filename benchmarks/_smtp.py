@@ -84,13 +84,12 @@ async def _floor(
 
 
 def run_floor(
-    port: int, data: bytes, sender: str, recipients: list[str], concurrency: int, seconds: float, cpu: int | None,
-    channel: Any,
+    port: int, data: bytes, sender: str, recipients: list[str], concurrency: int, cpu: int | None, channel: Any
 ) -> None:
-    """Send `data` over `concurrency` connections, a new one per message, for `seconds` (a multiprocessing target).
+    """Send `data` over `concurrency` connections, a new one per message (a multiprocessing target).
 
-    Says "ready" once imported and pinned, starts on "go", then sends back the outcome: the caller's CPU window
-    covers the sending only, not this process's start.
+    Says "ready" once imported and pinned; then each number received is a slice of that many seconds to send for,
+    answered with its outcome, until "stop". The caller's CPU window covers the sending only, not the start.
     """
     import resource
 
@@ -100,10 +99,10 @@ def run_floor(
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
     channel.send("ready")
-    channel.recv()
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    outcome = uvloop.run(_floor(port, data, sender, recipients, concurrency, seconds))
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    outcome["cpu_seconds"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    channel.send(outcome)
+    while (seconds := channel.recv()) != "stop":
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        outcome = uvloop.run(_floor(port, data, sender, recipients, concurrency, float(seconds)))
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        outcome["cpu_seconds"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        channel.send(outcome)
     channel.close()

@@ -300,55 +300,82 @@ class Bench:
         ok = figures["requests"] - figures["errors"]["status"]
         self._from_wrk("get_gzip", "(b) tipbox GET form, gzip (as phones ask)", round_, figures, usage, "tipbox", ok)
 
-    def floor(self, round_: int) -> None:
+    def posts(self, round_: int, forms: Path) -> None:
+        """The round's floor and tipbox POST measurements, interleaved in `--slices` slices each (floor, POST,
+        floor, POST...), as `gets` does; each POST slice sends its own share of the forms `gets` kept."""
         mine, theirs = self.context.Pipe()
         sender, recipients = self.envelope
         process = self.context.Process(
             target=_smtp.run_floor,
             args=(self.ports["sink"], self.message, sender, recipients, self.args.post_connections,
-                  self.args.duration, self.layout.server_core, theirs),
+                  self.layout.server_core, theirs),
             daemon=True,
         )
         process.start()
+        seconds = self.args.duration / self.args.slices
+        lines = forms.read_text(encoding="utf-8").splitlines(keepends=True) if forms.exists() else []
+        share = len(lines) // self.args.slices
+        floors: list[tuple[dict[str, Any], Usage]] = []
+        tips: list[tuple[dict[str, Any], Usage, int]] = []
         try:
             if not mine.poll(60) or mine.recv() != "ready":
                 raise RuntimeError("the aiosmtplib floor did not start")
             busy = self.wait_quiet()
-            before = Snapshot.take(self.pids)
-            mine.send("go")
-            if not mine.poll(self.args.duration + 60):
-                raise RuntimeError("the aiosmtplib floor did not finish")
-            outcome = mine.recv()
-            usage = Usage.between(before, Snapshot.take(self.pids))
+            for number in range(self.args.slices):
+                before = Snapshot.take(self.pids)
+                mine.send(seconds)
+                if not mine.poll(seconds + 60):
+                    raise RuntimeError("the aiosmtplib floor did not finish")
+                outcome = mine.recv()
+                usage = Usage.between(before, Snapshot.take(self.pids))
+                usage.cpu["floor"] = outcome["cpu_seconds"]
+                floors.append((outcome, usage))
+                chunk = self.tmp / f"forms-{round_}-post-{number}.txt"
+                chunk.write_text("".join(lines[number * share : (number + 1) * share]), encoding="utf-8")
+                tips.append(self._post_slice(chunk, seconds))
+            mine.send("stop")
         finally:
             process.join(timeout=10)
             if process.is_alive():
                 process.kill()
                 process.join(timeout=5)
-        usage.cpu["floor"] = outcome["cpu_seconds"]
-        latencies = sorted(outcome["latencies"])
+        latencies = sorted(latency for outcome, _ in floors for latency in outcome["latencies"])
+        errors: dict[str, int] = {}
+        for outcome, _ in floors:
+            for name, count in outcome["errors"].items():
+                errors[name] = errors.get(name, 0) + count
         run = Measurement(
             "floor", f"raw aiosmtplib, {self.args.post_connections} senders, new connection each", round_,
-            outcome["sent"], outcome["seconds"], 1000 * _percentile(latencies, 50), 1000 * _percentile(latencies, 99),
-            "floor", usage,
+            sum(outcome["sent"] for outcome, _ in floors), sum(outcome["seconds"] for outcome, _ in floors),
+            1000 * _percentile(latencies, 50), 1000 * _percentile(latencies, 99), "floor",
+            Usage.combined([usage for _, usage in floors]),
         )
-        if outcome["errors"]:
-            run.notes.append(f"send errors {outcome['errors']}")
+        if errors:
+            run.notes.append(f"send errors {errors}")
         if busy:
             run.notes.append(busy)
         self.runs.append(run)
+        self.busy_note = busy
+        figures = _merged([figures for figures, _, _ in tips])
+        usage = Usage.combined([usage for _, usage, _ in tips])
+        self._post_measurement(round_, figures, usage, sum(delivered for _, _, delivered in tips), len(lines))
 
-    def post_tip(self, round_: int, forms: Path, label: str = "(b) tipbox POST tip → SMTP 250 → success page") -> None:
-        available = sum(1 for _ in forms.open(encoding="utf-8")) if forms.exists() else 0
+    def _post_slice(self, forms: Path, seconds: float) -> tuple[dict[str, Any], Usage, int]:
+        """wrk sending a tip with each form in `forms`, for `seconds`; and how many messages the sink received."""
         run_id = secrets.token_hex(3)
         body = self.tmp / f"body-{run_id}.bin"
         body.write_bytes("\0".join(_http.tip_template(run_id)).encode("utf-8"))
         env = {"BENCH_FORMS": str(forms), "BENCH_BODY": str(body), "BENCH_BOUNDARY": _http.BOUNDARY}
         before = self.delivered.value
         figures, usage = self.run_wrk(self.ports["tipbox"], "/", connections=self.args.post_connections,
-                                      seconds=self.args.duration, mode="post",
+                                      seconds=seconds, mode="post",
                                       headers={**_http.PHONE_HEADERS, **_http.GZIP}, env=env)
-        delivered = _settled(self.delivered) - before
+        return figures, usage, _settled(self.delivered) - before
+
+    def _post_measurement(
+        self, round_: int, figures: dict[str, Any], usage: Usage, delivered: int, available: int,
+        label: str = "(b) tipbox POST tip → SMTP 250 → success page",
+    ) -> None:
         self.tips += delivered
         answered = int(figures["statuses"].get("200", 0))
         # A tip counts once wrk got the success page and the sink got the message (a decoy page is also a 200).
@@ -357,6 +384,12 @@ class Bench:
             run.notes.append(f"{answered - delivered} success pages without a delivery (decoys?)")
         if figures["exhausted"]:
             run.notes.append(f"ran out of the {available} form tokens: the rate is a lower bound")
+
+    def post_tip(self, round_: int, forms: Path) -> None:
+        """Tips sent with the forms in `forms`, in one run (--profile)."""
+        available = sum(1 for _ in forms.open(encoding="utf-8")) if forms.exists() else 0
+        figures, usage, delivered = self._post_slice(forms, self.args.duration)
+        self._post_measurement(round_, figures, usage, delivered, available)
 
     def wire_bytes(self) -> None:
         """Each page once on a fresh connection (`Connection: close` adds that header to the answer)."""
@@ -388,8 +421,7 @@ class Bench:
             self.gets(round_, forms)
             if round_ == 1:
                 self.memory.append(("after the GET load", memory_mb(self.pids["tipbox"])))
-            self.floor(round_)
-            self.post_tip(round_, forms)
+            self.posts(round_, forms)
             _log(f"round {round_} done")
         self.memory.append((f"after all the load ({self.tips:,} tips relayed)",
                             memory_mb(self.pids["tipbox"])))
