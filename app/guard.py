@@ -239,11 +239,8 @@ class Limiter:
 
             options: dict[str, Any] = {"connection_pool": pool}
             storage = RedisStorage(
-                "async+" + settings.limits_storage,
-                implementation="redispy",
-                key_prefix=PREFIX + "limits",
-                wrap_exceptions=True,
-                **options,
+                "async+" + settings.limits_storage, implementation="redispy", key_prefix=PREFIX + "limits",
+                wrap_exceptions=True, **options,
             )
             self._redis = MovingWindowRateLimiter(storage)
         self._per_post = limits.parse_many(settings.post_rate)

@@ -66,9 +66,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     mailer = Mailer(server) if server else None
     relay = Relay(composer, mailer, max_text_chars=settings.max_text_chars, guard=guard, cleaner=cleaner)
     pages = Pages(
-        dev_mode=settings.dev_mode,
-        locales_dir=settings.locales_dir,
-        min_fill_seconds=settings.min_fill_seconds,
+        dev_mode=settings.dev_mode, locales_dir=settings.locales_dir, min_fill_seconds=settings.min_fill_seconds,
         max_upload_bytes=settings.max_upload_bytes,
     )
     # Uploads are held in memory, never on disk: all requests together hold at most this much (app/budget.py).

@@ -61,12 +61,7 @@ class Pages:
         return env.get_template(template).render({**defaults, **context})
 
     def _cached(
-        self,
-        key: tuple[str | bool, ...],
-        render: Callable[[str], str],
-        length: int,
-        value: str,
-        language: str,
+        self, key: tuple[str | bool, ...], render: Callable[[str], str], length: int, value: str, language: str,
         gzip: bool,
     ) -> Response | None:
         """The kept page for `key` with `value` in its slot; None if `value` cannot go in a slot unescaped."""
@@ -128,13 +123,7 @@ class Pages:
         return self._render("form.html", language, status, context)
 
     def fresh_form(
-        self,
-        post: Post,
-        language: str,
-        path: str,
-        hidden: tuple[str, str],
-        *,
-        follow_up: bool = False,
+        self, post: Post, language: str, path: str, hidden: tuple[str, str], *, follow_up: bool = False,
         gzip: bool = False,
     ) -> Response:
         """The form as first served, from the kept page: the bytes `form` renders with this `hidden` field.

@@ -46,10 +46,7 @@ BUSY = N_(
 # Form given back, by outcome: (notice, HTTP status). An expired form is a 409: the text is fine, the token is stale.
 # A form sent again with other content (edited after a lost answer) is a 409 too: sending it makes a new message.
 GIVEN_BACK = {
-    "expired": (EXPIRED, 409),
-    "changed": (CHANGED, 409),
-    "limited": (LIMITED, 429),
-    "failed": (NOT_SENT, 503),
+    "expired": (EXPIRED, 409), "changed": (CHANGED, 409), "limited": (LIMITED, 429), "failed": (NOT_SENT, 503),
     "busy": (BUSY, 503),
 }
 # Form given back with problems at their fields, by outcome: HTTP status (a body over its limit lost its files).
@@ -73,8 +70,11 @@ class Site:
     def default_post(self) -> Post:
         return next(iter(self.posts.values()))
 
+    def lookup(self, slug: str) -> Post | None:
+        return self.posts.get(slug.lower())
+
     def find(self, slug: str) -> Post:
-        post = self.posts.get(slug.lower())
+        post = self.lookup(slug)
         if post is None:
             raise HTTPException(404)
         return post
@@ -104,7 +104,7 @@ def form_routes(site: Site) -> list[Route]:
         return await _page(request, site.default_post, "/")
 
     async def post_page(request: Request) -> Response:
-        post = site.posts.get(request.path_params["slug"].lower())
+        post = site.lookup(request.path_params["slug"])
         if post is None:
             return site.error_page(request, 404)
         return await _page(request, post, f"/p/{post.slug}")
@@ -114,7 +114,7 @@ def form_routes(site: Site) -> list[Route]:
         return await _page(request, site.default_post, "/more", follow_up=True)
 
     async def post_more_page(request: Request) -> Response:
-        post = site.posts.get(request.path_params["slug"].lower())
+        post = site.lookup(request.path_params["slug"])
         if post is None:
             return site.error_page(request, 404)
         return await _page(request, post, f"/p/{post.slug}/more", follow_up=True)
@@ -156,25 +156,13 @@ def form_routes(site: Site) -> list[Route]:
         hidden = {TOKEN_FIELD: outcome.token}
         if outcome.status in WITH_PROBLEMS:
             return site.pages.form(
-                post,
-                language,
-                path,
-                values=outcome.values,
-                problems=outcome.problems,
-                hidden=hidden,
-                status=WITH_PROBLEMS[outcome.status],
-                follow_up=follow_up,
+                post, language, path, values=outcome.values, problems=outcome.problems, hidden=hidden,
+                status=WITH_PROBLEMS[outcome.status], follow_up=follow_up,
             )
         notice, status = GIVEN_BACK[outcome.status]
         text = f"{gettext(notice)} {gettext(FILES_AGAIN)}" if outcome.files_again else gettext(notice)
         return site.pages.form(
-            post,
-            language,
-            path,
-            values=outcome.values,
-            notice=text,
-            hidden=hidden,
-            status=status,
+            post, language, path, values=outcome.values, notice=text, hidden=hidden, status=status,
             follow_up=follow_up,
         )
 

@@ -84,7 +84,9 @@ class Settings(BaseSettings):
     source_rate: str | None = "10/hour"
     limits_storage: str = "memory://"
 
-    @field_validator("smtp_host", "smtp_username", "mail_from", "mailbox", "public_url", "source_rate", mode="before")
+    @field_validator(
+        "smtp_host", "smtp_username", "mail_from", "mailbox", "public_url", "source_rate", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -206,18 +208,15 @@ def _read_posts_file(path: Path, languages: frozenset[str]) -> dict[str, Post]:
             raise ConfigError(f"{where}: must be a table")
         name, mailbox = entry.get("name"), entry.get("mailbox")
         # It goes into the Subject header: one line, no control or separator characters.
-        if (
-            not isinstance(name, str)
-            or not name.strip()
-            or any(unicodedata.category(c)[0] in "CZ" and c != " " for c in name)
-        ):
+        if not isinstance(name, str) or not name.strip() or any(unicodedata.category(c)[0] in "CZ" and c != " "
+                                                                 for c in name):
             raise ConfigError(f"{where}: 'name' must be one line of text")
         if not isinstance(mailbox, str):
             raise ConfigError(f"{where}: 'mailbox' is required")
         check_address(mailbox, f"{where} mailbox")
         langs = entry.get("languages", ["vi", "hmn"])
         if not isinstance(langs, list) or not langs or not all(isinstance(x, str) for x in langs):
-            raise ConfigError(f'{where}: \'languages\' must be a non-empty list like ["vi", "hmn"]')
+            raise ConfigError(f"{where}: 'languages' must be a non-empty list like [\"vi\", \"hmn\"]")
         unknown = [x for x in langs if x not in languages]
         if unknown:
             raise ConfigError(f"{where}: no catalog for language {unknown[0]!r} (have {sorted(languages)})")
