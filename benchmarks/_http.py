@@ -90,6 +90,26 @@ def wait_until_responds(port: int, alive: object, timeout: float = 30.0) -> None
     raise TimeoutError(f"nothing answered on 127.0.0.1:{port} within {timeout:.0f} s")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, alive: object, timeout: float = 20.0) -> None:
+    """Wait until something listens on 127.0.0.1:`port` (an SMTP sink); `alive()` says whether it still runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(alive) and not alive():
+            raise RuntimeError(f"the process for port {port} exited")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
 class _HiddenInputs(HTMLParser):
     def __init__(self) -> None:
         super().__init__()

@@ -16,7 +16,6 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,12 +45,6 @@ class Load:
     peak_mb: float = 0.0
     rss_after_mb: float = 0.0
     email_mb: float = 0.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _field(name: str, value: str) -> bytes:
@@ -104,10 +97,10 @@ def run(load: Load, files: list[File], requests: int, warm_up: list[File]) -> Lo
     with tempfile.TemporaryDirectory(prefix="tipbox-uploads-") as tmp:
         samples = Path(tmp) / "samples"
         samples.mkdir()
-        sink_port, port = _free_port(), _free_port()
+        sink_port, port = _http.free_port(), _http.free_port()
         sink = context.Process(target=_smtp.run_sink, args=(sink_port, delivered, str(samples), None), daemon=True)
         sink.start()
-        _wait_for_port(sink_port, sink.is_alive)
+        _http.wait_for_port(sink_port, sink.is_alive)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TIPBOX_")}
         env.update(
             TIPBOX_SMTP_HOST="127.0.0.1", TIPBOX_SMTP_PORT=str(sink_port), TIPBOX_SMTP_SECURITY="none",
@@ -172,17 +165,6 @@ def _send_all(load: Load, port: int, bodies: list[list[bytes]]) -> Load:
         load.statuses[status] += 1
         load.seconds.setdefault(status, []).append(seconds)
     return load
-
-
-def _wait_for_port(port: int, alive: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and alive():
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
 def _settle(counter: object, expected: int, timeout: float = 30.0) -> None:

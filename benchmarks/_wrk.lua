@@ -19,10 +19,10 @@ function setup(thread)
    threads[#threads + 1] = thread
 end
 
-local function split_nul(text)
+local function split(text, separator)
    local parts, start = {}, 1
    while true do
-      local at = string.find(text, "\0", start, true)
+      local at = string.find(text, separator, start, true)
       if not at then
          parts[#parts + 1] = string.sub(text, start)
          return parts
@@ -67,25 +67,9 @@ if mode == "capture" then
       forms[#forms + 1] = table.concat(fields, "\t")
    end
 elseif mode == "post" then
-   local function split_tab(line)
-      local items, start = {}, 1
-      if line == "" then
-         return items
-      end
-      while true do
-         local at = string.find(line, "\t", start, true)
-         if not at then
-            items[#items + 1] = string.sub(line, start)
-            return items
-         end
-         items[#items + 1] = string.sub(line, start, at - 1)
-         start = at + 1
-      end
-   end
-
    -- Each form's hidden fields as multipart parts, built before the clock starts.
    local function hidden_parts(line)
-      local items, out = split_tab(line), {}
+      local items, out = split(line, "\t"), {}  -- "" gives {""}: no pairs
       for i = 1, #items - 1, 2 do
          out[#out + 1] = "--" .. boundary .. '\r\nContent-Disposition: form-data; name="' .. items[i]
             .. '"\r\n\r\n' .. items[i + 1] .. "\r\n"
@@ -94,7 +78,7 @@ elseif mode == "post" then
    end
 
    function init(args)
-      body_parts = split_nul(read_all(os.getenv("BENCH_BODY")))
+      body_parts = split(read_all(os.getenv("BENCH_BODY")), "\0")
       boundary = os.getenv("BENCH_BOUNDARY")
       pending = {}
       for line in string.gmatch(read_all(os.getenv("BENCH_FORMS")), "([^\n]*)\n") do

@@ -19,7 +19,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -107,14 +106,14 @@ class Bench:
         return found
 
     def start(self) -> None:
-        self.ports = {name: _http_free_port() for name in ("sink", "bare", "tipbox")}
+        self.ports = {name: _http.free_port() for name in ("sink", "bare", "tipbox")}
         self.sink = self.context.Process(
             target=_smtp.run_sink,
             args=(self.ports["sink"], self.delivered, str(self.samples), self.layout.load_core),
             daemon=True,
         )
         self.sink.start()
-        _wait_for_port(self.ports["sink"], self.sink.is_alive)
+        _http.wait_for_port(self.ports["sink"], self.sink.is_alive)
         self._spawn("bare", [sys.executable, str(HERE / "_bare.py"), str(self.ports["bare"])], os.environ.copy())
         env = {k: v for k, v in os.environ.items() if not k.startswith("TIPBOX_")}
         env.update(
@@ -456,25 +455,6 @@ class Bench:
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------
-
-
-def _http_free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_port(port: int, alive: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive():
-            raise RuntimeError(f"the process for port {port} exited")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
 def _wait_for(condition: Any, timeout: float, what: str) -> None:
