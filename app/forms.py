@@ -15,6 +15,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from app.attachments import Upload
 from app.budget import Hold
 
 MAX_FIELDS = 64
@@ -39,14 +40,6 @@ class FormError(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class Upload:
-    """One uploaded file: which input it came from and its bytes. The phone's file name is never kept."""
-
-    field: str
-    data: bytes
 
 
 @dataclass(slots=True)

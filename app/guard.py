@@ -35,7 +35,7 @@ import limits
 from limits.errors import StorageError
 
 from app import receipts
-from app.forms import Upload
+from app.attachments import Upload
 from app.settings import Post, Settings
 
 if TYPE_CHECKING:  # Redis is imported only when it is configured (TIPBOX_LIMITS_STORAGE=redis://...)

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from app import receipts, tips
-from app.attachments import TOO_LARGE, AttachmentError, Cleaner
+from app.attachments import TOO_LARGE, AttachmentError, Cleaner, Upload
 from app.delivery import DeliveryError, Mailer
-from app.forms import Form, Upload
+from app.forms import Form
 from app.guard import Guard
 from app.i18n import N_
 from app.mail import Composer

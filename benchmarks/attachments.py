@@ -75,8 +75,7 @@ def child(runs: int, cpu: int) -> None:
     """Clean the file on stdin `runs` times on one core; print JSON figures."""
     os.sched_setaffinity(0, {cpu})
     data = sys.stdin.buffer.read()
-    from app.attachments import clean, sniff
-    from app.forms import Upload
+    from app.attachments import Upload, clean, sniff
     from tests import media
 
     # Warm up: plugins imported, codecs initialised, before the high-water mark is reset.

@@ -19,8 +19,7 @@ from mutagen import File as MutagenFile
 from PIL import Image, ImageCms
 
 from app import attachments
-from app.attachments import Attachment, AttachmentError, clean, sniff
-from app.forms import Upload
+from app.attachments import Attachment, AttachmentError, Upload, clean, sniff
 from tests import media
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -241,7 +240,7 @@ def test_a_50000_pixel_square_png_is_refused_fast_with_bounded_memory() -> None:
     script = """
 import json, resource, time
 from app.attachments import AttachmentError, clean
-from app.forms import Upload
+from app.attachments import Upload
 from tests.media import png_header
 data = png_header(50_000, 50_000)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

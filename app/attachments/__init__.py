@@ -22,13 +22,27 @@ import anyio.to_thread
 from app.attachments import _common, mp3, mp4, ogg, webm
 from app.attachments._common import JPEG_QUALITY, MAX_PIXELS, MAX_SIDE, TooManyPixels
 from app.attachments.formats import FORMATS, Kind, sniff
-from app.forms import Upload
 from app.i18n import N_
 
 __all__ = [
-    "FORMATS", "JPEG_QUALITY", "MAX_PIXELS", "MAX_SIDE", "NOT_ACCEPTED", "PHOTO_TOO_LARGE", "PHOTO_UNREADABLE",
-    "TOO_LARGE", "TOO_MANY_FILES", "VOICE_UNREADABLE", "Attachment", "AttachmentError", "Cleaner", "Kind", "check",
-    "clean", "sniff",
+    "FORMATS",
+    "JPEG_QUALITY",
+    "MAX_PIXELS",
+    "MAX_SIDE",
+    "NOT_ACCEPTED",
+    "PHOTO_TOO_LARGE",
+    "PHOTO_UNREADABLE",
+    "TOO_LARGE",
+    "TOO_MANY_FILES",
+    "VOICE_UNREADABLE",
+    "Attachment",
+    "AttachmentError",
+    "Cleaner",
+    "Kind",
+    "Upload",
+    "check",
+    "clean",
+    "sniff",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -60,6 +74,15 @@ _AUDIO: dict[str, Callable[[bytes], bytes]] = {
     "ogg": ogg.clean_ogg,
     "webm": webm.clean_webm,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """One uploaded file as received: which form input it came from and its bytes. The phone's file name is never
+    kept."""
+
+    field: str
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
