@@ -118,7 +118,7 @@ def validate(values: Mapping[str, str], max_text_chars: int) -> list[Problem]:
         problems.append(Problem("category", N_("Choose what it is about.")))
     what = values.get("what", "")
     if not what:
-        problems.append(Problem("what", N_("Write what happened.")))
+        problems.append(Problem("what", N_("Write what happened, or record your voice.")))
     elif len(what) > max_text_chars:
         problems.append(Problem("what", N_("Too long: at most %(max)d letters."), {"max": max_text_chars}))
     for name, limit in SHORT_FIELDS.items():

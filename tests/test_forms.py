@@ -65,7 +65,7 @@ def _assert_words_kept_and_files_asked_again(response: Response) -> None:
     for value in WORDS.values():
         assert value in response.text
     assert (
-        '<p class="error" id="photo-error">Các tệp quá lớn: tổng cộng tối đa 1 MB. Các tệp chưa được gửi: hãy chọn lại.'
+        '<p class="error" id="photo-error">Ảnh, ghi âm quá lớn: tổng cộng tối đa 1 MB. Ảnh, ghi âm chưa được gửi: hãy chọn lại.'
         in response.text
     )
     assert "IMG_1.jpg" not in response.text
@@ -80,7 +80,7 @@ def test_files_over_the_limit_give_the_form_back_with_every_word(
     body = _multipart({**form_fields(small_client), **WORDS}, files, files_first=files_first)
     response = small_client.post("/", content=body, headers=MULTIPART_B)
     _assert_words_kept_and_files_asked_again(response)
-    assert '<p class="error" id="voice-error">Các tệp chưa được gửi: hãy chọn lại.' in response.text
+    assert '<p class="error" id="voice-error">Ảnh, ghi âm chưa được gửi: hãy chọn lại.' in response.text
     assert sink.handler.messages == []
     assert _budget_used(small_client) == 0
 
@@ -190,7 +190,7 @@ def test_unknown_category_and_empty_text_give_the_form_back(client: TestClient, 
     response = client.post("/", data=data)
     assert response.status_code == 422
     assert "Hãy chọn loại việc." in response.text
-    assert "Hãy viết chuyện gì đã xảy ra." in response.text
+    assert "Hãy viết chuyện gì đã xảy ra, hoặc ghi âm." in response.text
     assert 'value="Bản &lt;Mường&gt; &#34;Nhé&#34;"' in response.text  # kept, and escaped
     assert sink.handler.messages == []
 
@@ -208,7 +208,7 @@ def test_problems_are_named_in_hmong_on_the_hmong_form(client: TestClient) -> No
     response = client.post("/?lang=hmn", data={**form_fields(client, "/?lang=hmn"), "category": "theft"})
     assert response.status_code == 422
     assert '<html lang="hmn">' in response.text
-    assert "Thov sau tias muaj dab tsi tshwm sim." in response.text
+    assert "Thov sau tias muaj dab tsi tshwm sim, los yog kaw koj lub suab." in response.text
 
 
 def test_unknown_post_is_a_clear_404(client: TestClient) -> None:

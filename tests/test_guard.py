@@ -147,7 +147,7 @@ def test_a_form_sent_again_with_other_text_comes_back_and_sends_as_a_new_message
     first = guarded.post("/?lang=vi", data={**fields, **TIP})  # delivered; the answer lost on the way back
     edited = {**TIP, "what": TIP["what"] + " Họ đi xe máy màu đỏ."}  # Back, and one more sentence
     back = guarded.post("/?lang=vi", data={**fields, **edited})
-    assert back.status_code == 409 and "Trang này đã được gửi rồi" in back.text
+    assert back.status_code == 409 and "Tin này đã gửi rồi" in back.text
     assert edited["what"] in back.text and TIP["where"] in back.text and 'value="drugs" checked' in back.text
     assert token_of(back) != fields[TOKEN_FIELD]
     hmn = guarded.post("/?lang=hmn", data={**fields, **edited})

@@ -167,8 +167,8 @@ def given_back(response: Response, status: int) -> str:
 def test_an_html_file_named_jpg_is_refused_by_its_position_with_the_text_kept(client: TestClient, sink: Sink) -> None:
     files: Files = [("photo", ("a.jpg", media.jpeg(), "image/jpeg")), ("photo", ("b.jpg", HTML, "image/jpeg"))]
     page = given_back(send(client, files, where="Chợ phiên"), 422)
-    assert '<p class="error" id="photo-error">Tệp 2: Tệp này không phải ảnh hay ghi âm. Các tệp chưa được gửi: ' in page
-    assert 'aria-invalid="true" aria-describedby="photo-error photo-size"' in page
+    assert '<p class="error" id="photo-error">Ảnh, ghi âm thứ 2: Đây không phải ảnh hay ghi âm. Ảnh, ghi âm chưa được gửi: ' in page
+    assert 'aria-invalid="true" aria-describedby="photo-error photo-list"' in page
     assert 'value="Chợ phiên"' in page
     assert sink.handler.messages == []
 
@@ -178,15 +178,15 @@ def test_text_and_file_problems_come_back_together(client: TestClient, sink: Sin
     response = client.post("/?lang=hmn", data={**form_fields(client, "/"), "what": WHAT}, files=files)
     page = given_back(response, 422)
     assert 'id="category"' in page and "category-error" in page  # no category chosen
-    assert '<p class="error" id="voice-error">Ntaub ntawv 2: Daim ntawv no tsis yog duab los yog suab kaw.' in page
+    assert '<p class="error" id="voice-error">Duab, suab 2: Qhov no tsis yog duab los yog suab kaw.' in page
     # The photo was fine, but a browser cannot fill a file input back in: it must be chosen again too.
-    assert '<p class="error" id="photo-error">Cov ntaub ntawv tseem tsis tau xa: thov xaiv dua.</p>' in page
+    assert '<p class="error" id="photo-error">Cov duab, suab tseem tsis tau xa: thov xaiv dua.</p>' in page
     assert sink.handler.messages == []
 
 
 def test_a_text_problem_asks_for_the_files_again(client: TestClient, sink: Sink) -> None:
     page = given_back(send(client, [("photo", ("a.jpg", media.jpeg(), "image/jpeg"))], category="aliens"), 422)
-    assert '<p class="error" id="photo-error">Các tệp chưa được gửi: hãy chọn lại.</p>' in page
+    assert '<p class="error" id="photo-error">Ảnh, ghi âm chưa được gửi: hãy chọn lại.</p>' in page
     assert sink.handler.messages == []
 
 
@@ -194,7 +194,7 @@ def test_too_many_files_are_refused_with_the_text_kept(sink: Sink, make_settings
     with app_client(sink, make_settings, max_files=2) as client:
         files: Files = [("photo", (f"{n}.jpg", media.jpeg(), "image/jpeg")) for n in range(2)]
         page = given_back(send(client, [*files, ("voice", ("v.m4a", media.m4a(), "audio/mp4"))]), 422)
-    assert '<p class="error" id="voice-error">Tệp 3: Quá nhiều tệp: tối đa 2 tệp.' in page
+    assert '<p class="error" id="voice-error">Ảnh, ghi âm thứ 3: Quá nhiều ảnh, ghi âm: tối đa 2.' in page
     assert sink.handler.messages == []
 
 
@@ -203,14 +203,14 @@ def test_too_many_bytes_are_refused_with_the_text_kept(sink: Sink, make_settings
     with app_client(sink, make_settings, max_upload_bytes=len(photo) + 100) as client:
         files: Files = [("photo", ("a.jpg", photo, "image/jpeg")), ("photo", ("b.jpg", photo, "image/jpeg"))]
         page = given_back(send(client, files), 422)
-    assert "Tệp 2: Các tệp quá lớn: tổng cộng tối đa 1 MB." in page  # the limit, rounded to whole megabytes
+    assert "Ảnh, ghi âm thứ 2: Ảnh, ghi âm quá lớn: tổng cộng tối đa 1 MB." in page  # the limit, rounded to whole megabytes
     assert sink.handler.messages == []
 
 
 def test_a_photo_that_cannot_be_decoded_is_refused_after_the_quick_checks(client: TestClient, sink: Sink) -> None:
     broken = media.jpeg()[:200]  # a JPEG's start: it passes for one until it is decoded
     page = given_back(send(client, [("photo", ("a.jpg", broken, "image/jpeg"))]), 422)
-    assert "Tệp 1: Không mở được ảnh này." in page
+    assert "Ảnh, ghi âm thứ 1: Không mở được ảnh này." in page
     assert sink.handler.messages == []
     # The refusal freed the form's token: the same form, with a good photo, is sent.
     token = re.search(r'name="t" value="([^"]+)"', page)
@@ -225,7 +225,7 @@ def test_past_the_upload_memory_budget_the_sender_is_told_busy_with_the_text_kep
     big = b"\xff\xd8\xff" + bytes(300_000)  # past the 64 KiB every request has of its own
     with app_client(sink, make_settings, upload_memory_bytes=1000) as client:
         page = given_back(send(client, [("photo", ("a.jpg", big, "image/jpeg"))], where="Bản Nậm Chim"), 503)
-        assert "Lúc này có quá nhiều tệp đang được gửi. Tin của bạn chưa được gửi: hãy chờ vài phút" in page
+        assert "Lúc này có quá nhiều ảnh, ghi âm đang được gửi. Tin của bạn chưa được gửi: hãy chờ vài phút" in page
         assert 'value="Bản Nậm Chim"' in page
         assert budget_of(client).used == 0
         # A text tip never waits on the budget, and a small photo fits in the request's own allowance.
@@ -276,7 +276,7 @@ def test_a_body_without_its_length_gets_its_allowance_only(client: TestClient, s
         yield noisy_jpeg() + b"\r\n--B--\r\n"
 
     response = client.post("/", content=body(), headers=MULTIPART_B)
-    assert response.status_code == 413 and "Gửi quá nhiều một lúc" in response.text
+    assert response.status_code == 413 and "Gửi quá nhiều cùng lúc" in response.text
     assert budget_of(client).used == 0 and sink.handler.messages == []
 
 
@@ -288,13 +288,13 @@ def test_a_form_given_back_for_another_reason_asks_for_the_files_again(
         assert send(client, photo, what="Tin thứ nhất.").status_code == 200
         limited = send(client, photo)  # the post's limit: 429, the text kept
         assert limited.status_code == 429 and WHAT in limited.text
-        assert "hãy chờ một lúc rồi bấm Gửi lại. Các tệp chưa được gửi: hãy chọn lại." in limited.text
+        assert "hãy chờ một lúc rồi bấm nút Gửi một lần nữa. Ảnh, ghi âm chưa được gửi: hãy chọn lại." in limited.text
     sink.handler.reply = "554 5.7.1 refused"
     with app_client(sink, make_settings) as client:
         failed = send(client, photo)  # the mail server said no: 503, the text kept
-        assert failed.status_code == 503 and "Chưa gửi được. Hãy bấm Gửi lại. Các tệp chưa được gửi" in failed.text
+        assert failed.status_code == 503 and "Chưa gửi được. Hãy bấm nút Gửi một lần nữa. Ảnh, ghi âm chưa được gửi" in failed.text
         assert send(client, []).status_code == 503
-        assert "Các tệp chưa được gửi" not in send(client, []).text  # no files, nothing to choose again
+        assert "Ảnh, ghi âm chưa được gửi" not in send(client, []).text  # no files, nothing to choose again
 
 
 def test_a_bot_is_answered_before_its_fields_are_read(
