@@ -5,25 +5,90 @@ headers (slowloris), and httptools accepts headers of any size. This protocol ad
 whose body is still arriving after its response was sent (a 408/413 answer, a GET with a body) instead of
 draining it. A slow body on a form is the app's to answer: `app.forms` gives it a read deadline and a 408 page.
 The memory that request bodies take together is bounded by `app.budget`, as `app.forms` reads them.
+
+The answers this layer gives itself (a request that cannot be parsed, headers too slow, too many connections, an
+app that failed before it answered) come before any language is known: each is a short page in Vietnamese and
+Hmong (`app.pages.bilingual`), with the look and the security headers of every other page.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from functools import cache
+from http import HTTPStatus
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from app import pages, privacy, rendering
+
+logger = logging.getLogger(__name__)
 
 HEADER_SECONDS = 10.0
 MAX_HEADER_BYTES = 16 * 1024
-_TIMEOUT_RESPONSE = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"content-length: 16\r\nconnection: close\r\n\r\nRequest Timeout\n"
-)
+
+
+@cache  # one per status: 400, 408, 500, 503
+def answer_headers(status: int) -> list[tuple[bytes, bytes]]:
+    """The headers of the page for `status`, the security headers included (this layer is outside app.privacy)."""
+    body = bilingual_body(status)
+    csp = privacy.content_security_policy([rendering.csp_hash(rendering.stylesheet())])
+    return [
+        (b"content-type", b"text/html; charset=utf-8"),
+        (b"content-length", b"%d" % len(body)),
+        (b"content-language", ", ".join(pages.BEFORE_LANGUAGE).encode()),
+        (b"cache-control", b"no-store"),
+        (b"connection", b"close"),
+        *privacy.security_headers(csp),
+    ]
+
+
+@cache
+def bilingual_body(status: int) -> bytes:
+    return pages.bilingual(status).encode("utf-8")
+
+
+@cache
+def raw_answer(status: int) -> bytes:
+    """The whole HTTP response for `status`, written straight to the connection."""
+    phrase = HTTPStatus(status).phrase.encode()
+    head = b"".join(name + b": " + value + b"\r\n" for name, value in answer_headers(status))
+    return b"HTTP/1.1 %d %s\r\n%s\r\n%s" % (status, phrase, head, bilingual_body(status))
+
+
+async def _answer(status: int, send: Send) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": answer_headers(status)})
+    await send({"type": "http.response.body", "body": bilingual_body(status)})
+
+
+async def _overloaded(scope: Scope, receive: Receive, send: Send) -> None:
+    """uvicorn's answer past --limit-concurrency, as a page."""
+    await _answer(503, send)
+
+
+def _answered(app: ASGIApp, cycle: RequestResponseCycle) -> ASGIApp:
+    """`app`, with a 500 page where it fails (or returns) before it answered; uvicorn still logs the failure."""
+
+    async def run(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await app(scope, receive, send)
+        except Exception:
+            if not cycle.response_started and not cycle.disconnected:
+                await _answer(500, send)
+            raise
+        if not cycle.response_started and not cycle.disconnected:
+            logger.error("the app returned without answering")
+            await _answer(500, send)
+
+    return run
 
 
 class HardenedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a header deadline, a header size cap and no draining of unread bodies."""
+    """uvicorn's httptools protocol with a header deadline, a header size cap, no draining of unread bodies, and
+    its own answers as pages in Vietnamese and Hmong."""
 
     header_seconds = HEADER_SECONDS
     max_header_bytes = MAX_HEADER_BYTES
@@ -59,6 +124,16 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_headers_complete()
 
+    def send_400_response(self, msg: str) -> None:
+        # `msg` is uvicorn's English reason ("Invalid HTTP request received."); it is logged, not shown.
+        self.transport.write(raw_answer(400))
+        self.transport.close()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        # Every request starts here, pipelined ones too; uvicorn hands over its own 503 app past the concurrency limit.
+        wrapped: Any = _overloaded if app is service_unavailable else _answered(app, cycle)  # uvicorn's ASGI types
+        super()._start_asgi_task(cycle, wrapped)
+
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
@@ -81,6 +156,6 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
     def _too_slow(self) -> None:
         self._header_timer = None
         if not self.transport.is_closing():
-            self.transport.write(_TIMEOUT_RESPONSE)
+            self.transport.write(raw_answer(408))
             self.transport.close()
 

@@ -13,6 +13,7 @@ from typing import Any
 from starlette.responses import HTMLResponse, Response
 
 from app import i18n, rendering
+from app.i18n import N_
 from app.pagecache import Prepared, SlottedPage
 from app.settings import Post
 from app.tips import CATEGORIES, Problem
@@ -21,11 +22,22 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # A pre-compressed page says so itself; app.compression leaves a response with a Content-Encoding alone.
 GZIPPED = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
 HTML = "text/html; charset=utf-8"
+# Marks a form page for app.privacy, which lets it use the microphone (the recorder) and drops the mark.
+FORM_PAGE_HEADER = b"x-tipbox-form-page"
 TOKEN_CHARS = 48  # app.guard's form token
 RECEIPT_CHARS = 19  # app.receipts' code, "0000 0000 0000 0000"
 # Where "Leave quickly" goes; its page says nothing about tips.
 NEUTRAL_PATH = "/calendar"
 _WEEKDAYS = ("T2", "T3", "T4", "T5", "T6", "T7", "CN")
+# Answers given before a language is known (app.hardening: the HTTP layer, before any route): every page is in
+# Vietnamese and Hmong at once, by status.
+BEFORE_LANGUAGE = ("vi", "hmn")
+BILINGUAL = {
+    400: N_("The request could not be read. Please go back and try again."),
+    408: N_("The connection was too slow. Please try again."),
+    500: N_("Something went wrong. Your tip may not have been sent: please go back and press Send again."),
+    503: N_("Too many people are using the tip box right now. Please try again in a few minutes."),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +56,11 @@ class Pages:
     max_upload_bytes: int = 20_000_000
     kept: dict[tuple[str | bool, ...], SlottedPage] = field(default_factory=dict, repr=False, compare=False)
 
-    def _render(self, template: str, language: str, status: int, context: Mapping[str, Any]) -> HTMLResponse:
+    def _render(
+        self, template: str, language: str, status: int, context: Mapping[str, Any], *, form: bool = False
+    ) -> HTMLResponse:
         html = self._html(template, language, context)
-        headers = {**NO_STORE, "Content-Language": language}
+        headers = {**NO_STORE, "Content-Language": language, **(_FORM_MARK if form else {})}
         return HTMLResponse(html, status_code=status, headers=headers)
 
     def _html(self, template: str, language: str, context: Mapping[str, Any]) -> str:
@@ -62,7 +76,7 @@ class Pages:
 
     def _cached(
         self, key: tuple[str | bool, ...], render: Callable[[str], str], length: int, value: str, language: str,
-        gzip: bool,
+        gzip: bool, *, form: bool = False,
     ) -> Response | None:
         """The kept page for `key` with `value` in its slot; None if `value` cannot go in a slot unescaped."""
         page = self.kept.get(key)
@@ -73,7 +87,7 @@ class Pages:
             body = page.gzip(value) if gzip else page.identity(value)
         except ValueError:  # the value does not fit the slot
             return None
-        return Prepared(body, _kept_headers(language, gzip=gzip))
+        return Prepared(body, _kept_headers(language, gzip=gzip, form=form))
 
     def _switch(self, post: Post, language: str, path: str) -> list[dict[str, str | bool]]:
         """One link per language the post offers, to the same form, for the language bar."""
@@ -120,7 +134,7 @@ class Pages:
             "max_upload": self.max_upload_bytes,
             "max_upload_mb": max(1, round(self.max_upload_bytes / 1_000_000)),  # as app.attachments says it
         }
-        return self._render("form.html", language, status, context)
+        return self._render("form.html", language, status, context, form=True)
 
     def fresh_form(
         self, post: Post, language: str, path: str, hidden: tuple[str, str], *, follow_up: bool = False,
@@ -137,7 +151,7 @@ class Pages:
             return bytes(html).decode("utf-8")
 
         key = ("form", post.slug, language, path, name, follow_up)
-        cached = self._cached(key, render, TOKEN_CHARS, token, language, gzip)
+        cached = self._cached(key, render, TOKEN_CHARS, token, language, gzip, form=True)
         return cached or self.form(post, language, path, hidden={name: token}, follow_up=follow_up)
 
     def sent(self, post: Post, language: str, path: str, receipt: str, *, gzip: bool = False) -> Response:
@@ -168,8 +182,31 @@ class Pages:
         return self._render("neutral.html", "vi", 200, context)
 
 
-@functools.cache  # one entry per language and encoding
-def _kept_headers(language: str, *, gzip: bool) -> tuple[tuple[bytes, bytes], ...]:
+_FORM_MARK = {FORM_PAGE_HEADER.decode(): "1"}
+
+
+def bilingual(status: int, locales_dir: Path | None = None) -> str:
+    """The page for `status` (a key of BILINGUAL) in every language of BEFORE_LANGUAGE, one after the other."""
+    parts = []
+    for language in BEFORE_LANGUAGE:
+        gettext = i18n.translations(language, locales_dir).gettext
+        parts.append({
+            "lang": language, "title": gettext("Anonymous tip box"), "message": gettext(BILINGUAL[status]),
+            "leave": gettext("Leave quickly"),
+        })
+    env = rendering.environment(BEFORE_LANGUAGE[0], locales_dir)
+    context = {
+        "lang": BEFORE_LANGUAGE[0], "dev_mode": False, "css": rendering.stylesheet(), "script": None,
+        "leave": NEUTRAL_PATH, "parts": parts,
+    }
+    return env.get_template("bilingual.html").render(context)
+
+
+@functools.cache  # one entry per language, encoding and kind
+def _kept_headers(language: str, *, gzip: bool, form: bool = False) -> tuple[tuple[bytes, bytes], ...]:
     """A kept page's headers, as `_render` gives a page rendered in full (and, compressed, as app.compression)."""
-    headers = {"Content-Type": HTML, **NO_STORE, "Content-Language": language, **(GZIPPED if gzip else {})}
+    headers = {
+        "Content-Type": HTML, **NO_STORE, "Content-Language": language, **(GZIPPED if gzip else {}),
+        **(_FORM_MARK if form else {}),
+    }
     return tuple((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items())

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.pages import FORM_PAGE_HEADER
+
 ALLOWED_REQUEST_HEADERS = frozenset(
     {
         b"host",
@@ -32,7 +34,11 @@ ALLOWED_REQUEST_HEADERS = frozenset(
         b"if-none-match",
     }
 )
-_DROPPED_RESPONSE_HEADERS = frozenset({b"set-cookie", b"server", b"x-powered-by"})
+_DROPPED_RESPONSE_HEADERS = frozenset({b"set-cookie", b"server", b"x-powered-by", FORM_PAGE_HEADER})
+PERMISSIONS = b"camera=(), microphone=(), geolocation=(), interest-cohort=()"
+# A form page may record a voice note itself (static/tipbox.js): the microphone for the page's own origin, never for
+# a frame or another site. Only form pages say they are one (app.pages marks them).
+FORM_PERMISSIONS = b"camera=(), microphone=(self), geolocation=(), interest-cohort=()"
 
 
 def content_security_policy(style_sources: Iterable[str]) -> str:
@@ -42,6 +48,8 @@ def content_security_policy(style_sources: Iterable[str]) -> str:
         "default-src 'none'; "
         f"style-src {styles}; "
         "img-src 'self' data: blob:; "
+        # A recording or a chosen voice note is played back from the phone's memory.
+        "media-src blob:; "
         "script-src 'self'; "
         "connect-src 'self'; "
         "form-action 'self'; "
@@ -84,20 +92,17 @@ def _network(host: str) -> bytes:
 
 
 class PrivacyMiddleware:
-    """Strip the client address and non-allowlisted headers; add security headers; refuse cookies."""
+    """Strip the client address and non-allowlisted headers; add security headers; refuse cookies.
+
+    Every response gets the same headers, but for the Permissions-Policy: a form page (marked by `app.pages` with
+    FORM_PAGE_HEADER, which never leaves this layer) may use the microphone, from its own origin only.
+    """
 
     def __init__(self, app: ASGIApp, *, csp: str, sources: SourceKeys | None = None) -> None:
         self.app = app
         self.sources = sources or SourceKeys()
-        self.security_headers: list[tuple[bytes, bytes]] = [
-            (b"content-security-policy", csp.encode()),
-            (b"referrer-policy", b"no-referrer"),
-            (b"x-content-type-options", b"nosniff"),
-            (b"x-frame-options", b"DENY"),
-            (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), interest-cohort=()"),
-            (b"cross-origin-opener-policy", b"same-origin"),
-            (b"cross-origin-resource-policy", b"same-origin"),
-        ]
+        self.security_headers = security_headers(csp)
+        self.form_headers = security_headers(csp, form=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -113,8 +118,23 @@ class PrivacyMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _DROPPED_RESPONSE_HEADERS]
-                message = {**message, "headers": headers + self.security_headers}
+                given = message.get("headers", [])
+                form = any(k.lower() == FORM_PAGE_HEADER for k, _ in given)
+                headers = [(k, v) for k, v in given if k.lower() not in _DROPPED_RESPONSE_HEADERS]
+                message = {**message, "headers": headers + (self.form_headers if form else self.security_headers)}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def security_headers(csp: str, *, form: bool = False) -> list[tuple[bytes, bytes]]:
+    """The headers every response carries (`form`: a form page's, which may use the microphone)."""
+    return [
+        (b"content-security-policy", csp.encode()),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"permissions-policy", FORM_PERMISSIONS if form else PERMISSIONS),
+        (b"cross-origin-opener-policy", b"same-origin"),
+        (b"cross-origin-resource-policy", b"same-origin"),
+    ]

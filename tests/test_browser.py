@@ -313,7 +313,7 @@ def test_files_over_the_limit_are_stopped_on_the_phone_with_the_text_kept(
     fill_tip(page, words)
     page.locator("button[type=submit]").tap()
     page.wait_for_selector("#voice-error")
-    assert page.inner_text("#voice-error") == "Các tệp quá lớn: tổng cộng tối đa 1 MB."
+    assert page.inner_text("#voice-error") == "Ảnh, ghi âm quá lớn: tổng cộng tối đa 1 MB."
     assert page.get_attribute("#voice", "aria-invalid") == "true"
     assert page.input_value("#what") == words["what"]
     assert page.locator("button[type=submit]").get_attribute("aria-disabled") is None

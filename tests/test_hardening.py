@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
-from app import forms
+from app import forms, rendering
 from app.hardening import HardenedHttpToolsProtocol
 from app.main import create_app
 from app.settings import Settings
@@ -24,14 +26,14 @@ class QuickProtocol(HardenedHttpToolsProtocol):
 Scenario = Callable[[int], Awaitable[None]]
 
 
-def run_against(app: ASGIApp, scenario: Scenario) -> None:
+def run_against(app: ASGIApp, scenario: Scenario, **options: Any) -> None:
     """Serve `app` with the hardened protocol on a free port, run `scenario(port)`, stop the server."""
 
     async def main() -> None:
         port = free_port()
         config = uvicorn.Config(
             app, host="127.0.0.1", port=port, http=QuickProtocol, loop="asyncio", lifespan="off",
-            log_config=None, access_log=False, timeout_keep_alive=5,
+            log_config=None, access_log=False, timeout_keep_alive=5, **options,
         )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
@@ -65,10 +67,30 @@ def app(sink: Sink, make_settings: Callable[..., Settings]) -> ASGIApp:
     return create_app(make_settings(sink))
 
 
+def assert_bilingual_page(answer: bytes, status: int, vietnamese: str, hmong: str) -> None:
+    """An answer given before a language is known: a page in Vietnamese and Hmong, dressed like every other page."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith(f"HTTP/1.1 {status} ")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert int(headers["content-length"]) == len(body)
+    assert headers["content-language"] == "vi, hmn"
+    assert headers["x-frame-options"] == "deny" and headers["referrer-policy"] == "no-referrer"
+    assert "microphone=()" in headers["permissions-policy"]
+    style = re.search(rb"<style>(.*?)</style>", body, re.S)
+    assert style is not None and rendering.csp_hash(style.group(1).decode()).lower() in headers["content-security-policy"]
+    html = body.decode("utf-8")
+    assert '<html lang="vi">' in html and '<div lang="hmn">' in html
+    assert vietnamese in html and hmong in html
+    assert "Request" not in html and "Invalid" not in html and "Error" not in html  # no English
+
+
 def test_a_client_trickling_its_headers_is_cut_off(app: ASGIApp) -> None:
     async def scenario(port: int) -> None:
         answer, took = await exchange(port, b"GET / HTTP/1.1\r\nHost: tipbox.test\r\nAccept: te")
         assert answer.startswith(b"HTTP/1.1 408 ") and 0.3 < took < 3
+        assert_bilingual_page(answer, 408, "Mạng chậm quá. Hãy thử một lần nữa.", "Kev sib txuas qeeb dhau.")
         silent, took = await exchange(port, b"")
         assert silent.startswith(b"HTTP/1.1 408 ") and took < 3
 
@@ -79,7 +101,9 @@ def test_headers_past_the_cap_are_refused(app: ASGIApp) -> None:
     async def scenario(port: int) -> None:
         padding = b"X-Pad: " + b"a" * 20_000 + b"\r\n"
         answer, _ = await exchange(port, b"GET / HTTP/1.1\r\nHost: tipbox.test\r\n" + padding + b"\r\n")
-        assert answer.startswith(b"HTTP/1.1 400 ")
+        assert_bilingual_page(answer, 400, "Không đọc được yêu cầu này.", "Peb nyeem tsis tau qhov koj xa tuaj.")
+        junk, _ = await exchange(port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http\r\n\r\n")
+        assert_bilingual_page(junk, 400, "Không đọc được yêu cầu này.", "Peb nyeem tsis tau qhov koj xa tuaj.")
 
     run_against(app, scenario)
 
@@ -120,3 +144,29 @@ def test_a_form_body_that_trickles_gets_408_in_the_senders_language(
     run_against(app, scenario)
     assert sink.handler.messages == []
 
+
+def test_past_the_concurrency_limit_the_answer_is_a_page(app: ASGIApp) -> None:
+    async def scenario(port: int) -> None:
+        _, idle = await asyncio.open_connection("127.0.0.1", port)  # one connection open: the limit
+        await asyncio.sleep(0.1)
+        answer, _ = await exchange(port, b"GET / HTTP/1.1\r\nHost: tipbox.test\r\n\r\n")
+        assert_bilingual_page(answer, 503, "quá nhiều người đang dùng hòm thư", "muaj neeg siv ntau dhau")
+        idle.close()
+
+    run_against(app, scenario, limit_concurrency=1)
+
+
+@pytest.mark.parametrize("failure", ["raises", "returns"])
+def test_an_app_that_fails_before_answering_gets_a_500_page(failure: str, caplog: pytest.LogCaptureFixture) -> None:
+    async def broken(scope: Any, receive: Any, send: Any) -> None:
+        if failure == "raises":
+            raise RuntimeError("a bug")
+
+    async def scenario(port: int) -> None:
+        answer, _ = await exchange(port, b"GET / HTTP/1.1\r\nHost: tipbox.test\r\n\r\n")
+        assert_bilingual_page(answer, 500, "Tin của bạn có thể chưa được gửi", "Tej zaum koj cov xov tseem tsis tau xa")
+        assert b"a bug" not in answer
+
+    run_against(broken, scenario)
+    # uvicorn still logs what failed, for the operator.
+    assert any("a bug" in str(record.exc_info) or "without answering" in record.getMessage() for record in caplog.records)

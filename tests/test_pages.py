@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from app import i18n, pages, rendering
 from app.main import create_app
 from app.settings import Post, Settings
-from app.tips import CATEGORIES
+from app.tips import CATEGORIES, Problem
 from tests.conftest import post_tip
 from tests.mailsink import Sink
 
@@ -97,7 +97,8 @@ def test_form_has_every_field_with_a_pictogram(client: TestClient) -> None:
     for slug in CATEGORIES:
         label = re.search(rf'<label class="cat"><input[^>]*value="{slug}"[^>]*><span>(.*?)</span></label>', html, re.S)
         assert label is not None and label.group(1).lstrip().startswith('<svg class="i"')
-    one(page, "textarea", name="what", id="what")
+    what = one(page, "textarea", name="what", id="what")
+    assert "required" not in what  # a voice note or a photo alone is a tip
     for name in ("where", "when", "contact"):
         one(page, "input", name=name, id=name, type="text")
     photo = one(page, "input", name="photo", type="file")
@@ -123,17 +124,62 @@ def test_no_name_needed_is_said_before_anything_is_asked(client: TestClient) -> 
     assert leave < html.index("<h1>") and html.index('hreflang="hmn"') < html.index("<h1>")
 
 
+@pytest.mark.parametrize(("language", "words"), [
+    ("vi", {"photo": "Chụp hoặc chọn ảnh", "voice": "Ghi âm lời nói"}),
+    ("hmn", {"photo": "Thaij los yog xaiv duab", "voice": "Kaw koj lub suab"}),
+])
+def test_file_buttons_are_labels_in_the_pages_language_over_hidden_inputs(language: str, words: dict[str, str]) -> None:
+    html = pages.Pages(dev_mode=False).form(POST, language, "/p/ncs").body.decode()
+    for name, text in words.items():
+        # The input first (its focus ring is drawn on the label beside it), out of sight but focusable.
+        button = re.search(rf'<input type="file" class="vh" id="{name}"[^>]*>\n<label class="pick" for="{name}"[^>]*>'
+                           r'<svg class="i"[^>]*>.*?</svg><span>([^<]*)</span></label>', html, re.S)
+        assert button is not None and button.group(1) == text
+        assert 'tabindex' not in re.search(rf'<input type="file"[^>]*id="{name}"[^>]*>', html).group(0)  # type: ignore[union-attr]
+    css = rendering.stylesheet()
+    hidden = re.search(r"\.vh\{([^}]*)\}", css)
+    assert hidden is not None and "clip:rect(0 0 0 0)" in hidden.group(1) and "display:none" not in hidden.group(1)
+
+
+@pytest.mark.parametrize(("language", "speak", "stop"), [("vi", "Bấm để nói", "Dừng"), ("hmn", "Nias ces hais lus", "Nres")])
+def test_the_recorder_waits_hidden_in_the_pages_language(language: str, speak: str, stop: str) -> None:
+    """Shown by the script only where the page may use the microphone; the file input works without it."""
+    html = pages.Pages(dev_mode=False).form(POST, language, "/p/ncs").body.decode()
+    page = parse(html)
+    assert "hidden" in one(page, "div", id="rec") and "hidden" in one(page, "div", id="rec-on")
+    assert re.search(rf'id="rec-start">.*?<span>{speak}</span></button>', html, re.S)
+    assert re.search(rf'id="rec-stop">.*?<span>{stop}</span></button>', html, re.S)
+    assert one(page, "span", id="rec-time")["role"] == "timer"
+    assert one(page, "ul", id="voice-list")["aria-live"] == "polite"
+
+
+def test_where_when_and_contact_are_folded_until_they_hold_something() -> None:
+    renderer = pages.Pages(dev_mode=False)
+    fresh = parse(renderer.form(POST, "vi", "/p/ncs").body.decode())
+    assert "open" not in one(fresh, "details", id="details")
+    assert "Thêm chi tiết (ở đâu, khi nào, liên lạc)" in renderer.form(POST, "vi", "/p/ncs").body.decode()
+    typed = parse(renderer.form(POST, "vi", "/p/ncs", values={"when": "sáng nay"}).body.decode())
+    assert "open" in one(typed, "details", id="details")
+    # A problem opens whatever holds it.
+    wrong = renderer.form(POST, "vi", "/p/ncs", problems=[Problem("where", "Too long: at most %(max)d letters.",
+                                                                   {"max": 300})])
+    page = parse(wrong.body.decode())
+    assert "open" in one(page, "details", id="details")
+    assert one(page, "input", name="where")["aria-invalid"] == "true"
+
+
 def test_follow_up_section_opens_when_asked_or_when_a_receipt_was_typed() -> None:
     renderer = pages.Pages(dev_mode=False)
     closed = renderer.form(POST, "vi", "/p/ncs")
-    assert one(parse(closed.body.decode()), "details") == {"class": "follow"}
+    assert one(parse(closed.body.decode()), "details", id="follow") == {"class": "fold", "id": "follow"}
     opened = renderer.form(POST, "vi", "/p/ncs", follow_up=True)
-    assert "open" in one(parse(opened.body.decode()), "details")
+    assert "open" in one(parse(opened.body.decode()), "details", id="follow")
     typed = renderer.form(POST, "hmn", "/p/ncs", values={"receipt": "4821 0937 5512 9634"})
     page = parse(typed.body.decode())
-    assert "open" in one(page, "details")
+    assert "open" in one(page, "details", id="follow")
     assert one(page, "input", name="receipt")["value"] == "4821 0937 5512 9634"
     assert "Kuv twb xa xov tuaj lawm" in typed.body.decode()
+    assert "Tus lej koj tau txais zaum dhau los (16 tus):" in typed.body.decode()  # not "your number": a phone's
 
 
 def test_problems_are_summarised_on_top_and_tied_to_their_fields(client: TestClient) -> None:
@@ -144,8 +190,9 @@ def test_problems_are_summarised_on_top_and_tied_to_their_fields(client: TestCli
     assert summary["role"] == "alert" and summary["tabindex"] == "-1" and "autofocus" in summary
     links = [a["href"] for a in find(page, "a") if a.get("href", "").startswith("#")]
     assert links == ["#cat-theft", "#what"]
+    assert "Thov sau tias muaj dab tsi tshwm sim, los yog kaw koj lub suab." in response.text
     what = one(page, "textarea", name="what")
-    assert what["aria-invalid"] == "true" and what["aria-describedby"] == "what-error"
+    assert what["aria-invalid"] == "true" and what["aria-describedby"] == "what-error what-hint"
     one(page, "p", id="what-error")
     for radio in find(page, "input", name="category"):
         assert radio["aria-invalid"] == "true" and radio["aria-describedby"] == "category-error"
@@ -211,9 +258,13 @@ def test_script_is_served_same_origin_with_its_hash_and_long_cache(client: TestC
 def test_script_uses_nothing_an_old_webview_lacks() -> None:
     source = (ROOT / "static" / "tipbox.js").read_text(encoding="utf-8")
     code = re.sub(r"/\*.*?\*/|//[^\n]*", "", source, flags=re.S)
-    for forbidden in ("window.open", "confirm(", "getUserMedia", "clipboard", "cookie", "=>", "`", "?.", "??",
-                      "let ", "const ", "async ", "await ", "class "):
+    for forbidden in ("window.open", "confirm(", "clipboard", "cookie", "=>", "`", "?.", "??",
+                      "let ", "const ", "async ", "await ", "class ", "Promise", "fetch(", "XMLHttpRequest"):
         assert forbidden not in code, forbidden
+    # The recorder, DataTransfer and MediaRecorder are used only once the script has made sure they are there.
+    assert "navigator.mediaDevices && navigator.mediaDevices.getUserMedia" in code
+    assert "window.MediaRecorder && MediaRecorder.isTypeSupported" in code
+    assert re.search(r"function canSetFiles\(\) \{\s*try \{\s*var list = new DataTransfer\(\);", code)
 
 
 def test_stylesheet_uses_nothing_newer_than_chromium_80() -> None:

@@ -12,7 +12,8 @@ from starlette.testclient import TestClient
 from app.main import create_app
 from app.privacy import SOURCE_KEY, PrivacyMiddleware
 from app.settings import Settings
-from tests.conftest import form_fields
+from app import rendering
+from tests.conftest import form_fields, post_tip
 from tests.mailsink import Sink
 
 PEER = "203.0.113.77"
@@ -105,6 +106,30 @@ def test_every_page_carries_strict_security_headers(client: TestClient) -> None:
         assert headers["x-content-type-options"] == "nosniff"
         assert "camera=()" in headers["permissions-policy"]
         assert "set-cookie" not in headers
+
+
+def test_only_a_form_page_may_use_the_microphone_and_only_from_its_own_origin(client: TestClient) -> None:
+    """The recorder on the form needs the microphone; no other page, and no frame or other site, gets it."""
+    forms = [client.get(path) for path in ("/", "/p/post", "/more", "/?lang=hmn")]
+    forms.append(client.get("/", headers={"Accept-Encoding": "identity"}))  # the kept page, plain
+    forms.append(post_tip(client, "/", category="drugs", what=""))  # given back with a problem
+    for response in forms:
+        assert response.headers["permissions-policy"] == (
+            "camera=(), microphone=(self), geolocation=(), interest-cohort=()"
+        )
+        assert "x-tipbox-form-page" not in response.headers  # the mark never leaves the privacy layer
+    others = [
+        post_tip(client, "/", category="drugs", what="Có người bán ma túy ở chợ"),  # the success page
+        client.get("/p/missing"), client.get("/calendar"), client.get("/healthz"), client.get(rendering.script_url()),
+    ]
+    for response in others:
+        assert response.headers["permissions-policy"] == "camera=(), microphone=(), geolocation=(), interest-cohort=()"
+        assert "x-tipbox-form-page" not in response.headers
+
+
+def test_a_page_may_play_back_a_recording_from_memory_only(client: TestClient) -> None:
+    csp = client.get("/").headers["content-security-policy"]
+    assert "media-src blob:;" in csp and "'self'" not in csp.split("media-src", 1)[1].split(";", 1)[0]
 
 
 def test_page_has_no_third_party_resource(client: TestClient) -> None:
