@@ -8,19 +8,10 @@ UPDATE_DOCS_SCREENSHOTS=1 the first screen of the form in each language is also 
 from __future__ import annotations
 
 import base64
-import email
-import email.policy
 import io
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,187 +19,43 @@ import httpx2
 import pytest
 from PIL import Image
 
-from tests import media
-from tests.conftest import SECRET, require
-from tests.mailsink import Sink, free_port
-
-playwright_api = pytest.importorskip("playwright.sync_api")
+from tests import media, phones
+from tests.phones import (
+    WORDS,
+    Service,
+    axe_violations,
+    check_sent,
+    fill_tip,
+    phone,
+    record_posts,
+    same_origin_only,
+    screenshot,
+    send,
+    sent_files,
+)
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
-AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
 BUDGET = 14 * 1024
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ZALO_UA = (
-    "Mozilla/5.0 (Linux; Android 10; SM-A105F Build/QP1A; wv) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Version/4.0 Chrome/80.0.3987.99 Mobile Safari/537.36 Zalo android/12100728 ZaloTheme/light ZaloLanguage/vi"
-)
-WORDS = {
-    "vi": {"category": "drugs", "what": "Có người lạ bán ma túy ở chợ phiên Na Cô Sa, sáng chủ nhật.",
-           "where": "Chợ phiên, bản Na Cô Sa", "when": "Chủ nhật, 7 giờ sáng", "send": "Gửi", "sent": "Đã gửi."},
-    "hmn": {"category": "border", "what": "Muaj ob tug neeg hla ciam teb thaum tsaus ntuj ntawm lub roob.",
-            "where": "Ze lub zos Huổi Lếch", "when": "Nag hmo thaum tsaus ntuj", "send": "Xa", "sent": "Xa lawm."},
-}
-
-
-@dataclass
-class Service:
-    url: str
-    sink: Sink
-
-    def messages_with(self, text: str) -> list[EmailMessage]:
-        found = []
-        for message in self.sink.handler.parsed():
-            body = message.get_body(("plain",))
-            if body is not None and text in body.get_content():
-                found.append(message)
-        return found
-
-
-@dataclass
-class Phone:
-    """One browser context: a phone with Zalo, recording every request it makes."""
-
-    context: Any
-    page: Any
-    requests: list[str] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     # The guard refuses forms sent faster than a person could fill them; a test fills in milliseconds.
-    with running_service(tmp_path_factory.mktemp("browser"), TIPBOX_MIN_FILL_SECONDS="0") as running:
+    with phones.running_service(tmp_path_factory.mktemp("browser"), TIPBOX_MIN_FILL_SECONDS="0") as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def strict_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The default minimum fill time (3 s), and 1 MB of files at most."""
-    with running_service(tmp_path_factory.mktemp("strict"), TIPBOX_MAX_UPLOAD_BYTES="1000000") as running:
+    with phones.running_service(tmp_path_factory.mktemp("strict"), TIPBOX_MAX_UPLOAD_BYTES="1000000") as running:
         yield running
-
-
-@contextmanager
-def running_service(root: Path, **settings: str) -> Iterator[Service]:
-    """`tipbox serve` relaying to a fresh sink, with `settings` (TIPBOX_*) in its environment."""
-    sink = Sink().start()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIPBOX_")}
-    env.update(
-        TIPBOX_SMTP_HOST="127.0.0.1", TIPBOX_SMTP_PORT=str(sink.port), TIPBOX_SMTP_SECURITY="none",
-        TIPBOX_MAIL_FROM="tipbox@example.vn", TIPBOX_MAILBOX="post@example.vn", TIPBOX_SECRET_KEY=SECRET,
-        **settings,
-    )
-    tipbox = Path(sys.executable).parent / "tipbox"
-    log = (root / "tipbox.log").open("wb")
-    process = subprocess.Popen(
-        [str(tipbox), "serve", "--port", str(port)], env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, (root / "tipbox.log").read_text()
-            try:
-                if httpx2.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert time.monotonic() < deadline, "tipbox serve did not answer"
-            time.sleep(0.1)
-        yield Service(url, sink)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
-        sink.stop()
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    chromium = require("chromium", "chromium")
-    if not AXE.is_file():
-        message = "axe-core missing: npm ci --prefix tests/browser (`make test` does it)"
-        pytest.fail(message) if os.environ.get("CI") == "true" else pytest.skip(message)
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-def phone(browser: Any, service: Service, *, js: bool, accept_language: str = "vi-VN,vi;q=0.9") -> Phone:
-    context = browser.new_context(
-        viewport={"width": 360, "height": 640}, device_scale_factor=2, is_mobile=True, has_touch=True,
-        user_agent=ZALO_UA, java_script_enabled=js, extra_http_headers={"Accept-Language": accept_language},
-    )
-    result = Phone(context, context.new_page())
-    context.on("request", lambda request: result.requests.append(request.url))
-    return result
-
-
-def same_origin_only(device: Phone, service: Service) -> None:
-    origin = urlsplit(service.url)
-    others = [
-        url for url in device.requests
-        if urlsplit(url).scheme not in ("data", "about", "blob") and urlsplit(url)[:2] != origin[:2]
-    ]
-    assert device.requests and others == []
-
-
-def axe_violations(page: Any) -> list[dict[str, Any]]:
-    """axe-core's violations, every rule on (WCAG 2.0-2.2 A and AA, and best practices)."""
-    page.evaluate(AXE.read_text(encoding="utf-8"))  # evaluated by the test, so the page's CSP does not apply
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [{"id": v["id"], "nodes": [n["html"] for n in v["nodes"]]} for v in result["violations"]]
-
-
-def screenshot(page: Any, name: str, *, docs: str | None = None) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True, scale="css")
-    if docs and os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
-        page.screenshot(path=str(ROOT / "docs" / docs), scale="css")
-
-
-def tap_category(page: Any, slug: str) -> None:
-    page.locator("label.cat", has=page.locator(f"#cat-{slug}")).tap()
-
-
-def fill_tip(page: Any, words: dict[str, str]) -> None:
-    tap_category(page, words["category"])
-    page.fill("#what", words["what"])
-    page.fill("#where", words["where"])
-    page.fill("#when", words["when"])
-
-
-def send(page: Any) -> Any:
-    with page.expect_navigation():
-        page.locator("button[type=submit]").tap()
-    return page
-
-
-def check_sent(page: Any, service: Service, words: dict[str, str]) -> str:
-    receipt = page.locator("#receipt").inner_text()
-    assert page.locator("h1").inner_text().startswith(words["sent"])
-    assert page.locator("svg.check").is_visible()
-    # The same words may have been sent from another phone earlier in the session: each form is its own email.
-    code = receipt.replace(" ", "")
-    messages = [m for m in service.messages_with(words["what"]) if code in m["Subject"].replace(" ", "")]
-    assert len(messages) == 1
-    body = messages[0].get_body(("plain",))
-    assert body is not None
-    text = body.get_content()
-    assert words["where"] in text and words["when"] in text and receipt in text
-    assert receipt.replace(" ", "") in messages[0]["Subject"].replace(" ", "")
-    return receipt
+    yield from phones.chromium()
 
 
 @pytest.mark.parametrize(("language", "js"), [("vi", True), ("hmn", True), ("vi", False), ("hmn", False)])
@@ -233,6 +80,7 @@ def test_a_resident_sends_a_tip(browser: Any, service: Service, language: str, j
         page.reload()
         assert page.input_value("#what") == words["what"]
         assert page.input_value("#where") == words["where"]
+        assert page.get_attribute("#details", "open") is not None  # what was typed there is in sight again
         assert page.is_checked(f"#cat-{words['category']}")
     send(page)
     screenshot(page, f"sent-{name}")
@@ -361,6 +209,7 @@ def test_problems_are_announced_and_the_text_is_kept(browser: Any, service: Serv
     device = phone(browser, service, js=True, accept_language="hmn")
     page = device.page
     page.goto(service.url + "/")
+    phones.open_details(page)
     page.fill("#where", WORDS["hmn"]["where"])
     send(page)
     assert page.evaluate("() => document.activeElement.id") == "problems"
@@ -412,8 +261,8 @@ def test_photos_are_shrunk_on_the_phone_before_sending(browser: Any, service: Se
     )
     original = base64.b64decode(data)
     page.set_input_files("#photo", files=[{"name": "IMG_2024.jpg", "mimeType": "image/jpeg", "buffer": original}])
-    page.wait_for_function("() => document.getElementById('photo-size').textContent.indexOf('\\u2192') > 0")
-    assert "MB" in page.inner_text("#photo-size")
+    page.wait_for_function("() => document.getElementById('photo-list').textContent.indexOf('\\u2192') > 0")
+    assert "MB" in page.inner_text("#photo-list")
     # What the form will send is what the input now holds: read it back from the page.
     chosen = page.evaluate(
         """() => new Promise(done => { const f = document.getElementById('photo').files;
@@ -448,32 +297,6 @@ def camera_photo() -> bytes:
     return out.getvalue()
 
 
-def record_posts(page: Any) -> list[Any]:
-    """The POST requests the page sends, with their bodies as they leave the browser."""
-    posts: list[Any] = []
-
-    def handle(route: Any) -> None:
-        if route.request.method == "POST":
-            posts.append(route.request)
-        route.continue_()
-
-    page.route("**/*", handle)
-    return posts
-
-
-def sent_files(request: Any, name: str) -> list[bytes]:
-    """The files of input `name` in a multipart request, byte for byte as sent."""
-    head = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
-    message = email.message_from_bytes(head + request.post_data_buffer, policy=email.policy.default)
-    return [
-        part.get_payload(decode=True)
-        for part in message.iter_parts()
-        if part.get_param("filename", header="content-disposition") and part.get_param(
-            "name", header="content-disposition"
-        ) == name
-    ]
-
-
 def leaked(data: bytes) -> list[bytes]:
     return [secret for secret in media.SECRETS if secret in data]
 
@@ -491,7 +314,7 @@ def test_a_phone_photo_leaves_without_its_metadata(browser: Any, service: Servic
     chosen = {"name": "IMG_20240506_secret-name.jpg", "mimeType": "image/jpeg", "buffer": original}
     page.set_input_files("#photo", files=[chosen])
     if js:
-        page.wait_for_function("() => document.getElementById('photo-size').textContent.indexOf('\\u2192') > 0")
+        page.wait_for_function("() => document.getElementById('photo-list').textContent.indexOf('\\u2192') > 0")
     what = f"Ảnh chiếc xe máy lạ ở bến đò ({'js' if js else 'no js'})."
     fill_tip(page, WORDS["vi"] | {"what": what})
     send(page)

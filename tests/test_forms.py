@@ -65,7 +65,8 @@ def _assert_words_kept_and_files_asked_again(response: Response) -> None:
     for value in WORDS.values():
         assert value in response.text
     assert (
-        '<p class="error" id="photo-error">Ảnh, ghi âm quá lớn: tổng cộng tối đa 1 MB. Ảnh, ghi âm chưa được gửi: hãy chọn lại.'
+        '<p class="error" id="photo-error">Ảnh, ghi âm quá lớn: tổng cộng tối đa 1 MB. '
+        "Ảnh, ghi âm chưa được gửi: hãy chọn lại."
         in response.text
     )
     assert "IMG_1.jpg" not in response.text

@@ -141,7 +141,9 @@ def test_file_buttons_are_labels_in_the_pages_language_over_hidden_inputs(langua
     assert hidden is not None and "clip:rect(0 0 0 0)" in hidden.group(1) and "display:none" not in hidden.group(1)
 
 
-@pytest.mark.parametrize(("language", "speak", "stop"), [("vi", "Bấm để nói", "Dừng"), ("hmn", "Nias ces hais lus", "Nres")])
+@pytest.mark.parametrize(
+    ("language", "speak", "stop"), [("vi", "Bấm để nói", "Dừng"), ("hmn", "Nias ces hais lus", "Nres")]
+)
 def test_the_recorder_waits_hidden_in_the_pages_language(language: str, speak: str, stop: str) -> None:
     """Shown by the script only where the page may use the microphone; the file input works without it."""
     html = pages.Pages(dev_mode=False).form(POST, language, "/p/ncs").body.decode()

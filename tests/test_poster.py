@@ -49,7 +49,9 @@ def env(monkeypatch: pytest.MonkeyPatch, posts_file: Path) -> None:
     monkeypatch.setenv("TIPBOX_PUBLIC_URL", PUBLIC_URL)
 
 
-@pytest.mark.parametrize(("lang", "layout"), [("hmn", "poster"), ("vi", "poster"), ("both", "poster"), ("both", "cards")])
+@pytest.mark.parametrize(
+    ("lang", "layout"), [("hmn", "poster"), ("vi", "poster"), ("both", "poster"), ("both", "cards")]
+)
 def test_every_code_opens_the_form_in_the_language_printed_beside_it(
     sink: Sink, make_settings: Callable[..., Settings], posts_file: Path, tmp_path: Path, lang: str, layout: str
 ) -> None:

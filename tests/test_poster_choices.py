@@ -51,7 +51,8 @@ def test_the_printed_address_is_for_typing_by_hand(make_settings: Callable[..., 
 
 def test_options_are_read_case_insensitively_and_a_wrong_one_is_named() -> None:
     assert Choice.parse(POST, "HMN", "a5", "Cards") == Choice("hmn", "A5", "cards")
-    for wrong, named in ((("fr", None, None), "'fr'"), ((None, "B5", None), "'B5'"), ((None, None, "flyer"), "'flyer'")):
+    wrongs = ((("fr", None, None), "'fr'"), ((None, "B5", None), "'B5'"), ((None, None, "flyer"), "'flyer'"))
+    for wrong, named in wrongs:
         with pytest.raises(ValueError, match=named):
             Choice.parse(POST, *wrong)
 

@@ -59,6 +59,6 @@ def test_a_missing_font_file(tmp_path: Path) -> None:
 
 def test_a_font_without_a_letter_is_refused_before_drawing() -> None:
     vera = text.find_fonts(Path(reportlab.__file__).parent / "fonts" / "Vera.ttf")  # Bitstream Vera: Latin-1 only
-    with pytest.raises(PosterError, match="Vera.ttf has no letter 'ế'"):
+    with pytest.raises(PosterError, match=r"Vera\.ttf has no letter 'ế'"):
         vera.check(text.Texts.load("vi", None).all())
     text.find_fonts().check([*text.Texts.load("vi", None).all(), *text.Texts.load("hmn", None).all()])

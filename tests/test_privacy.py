@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from app import rendering
 from app.main import create_app
 from app.privacy import SOURCE_KEY, PrivacyMiddleware
 from app.settings import Settings
-from app import rendering
 from tests.conftest import form_fields, post_tip
 from tests.mailsink import Sink
 

@@ -167,7 +167,10 @@ def given_back(response: Response, status: int) -> str:
 def test_an_html_file_named_jpg_is_refused_by_its_position_with_the_text_kept(client: TestClient, sink: Sink) -> None:
     files: Files = [("photo", ("a.jpg", media.jpeg(), "image/jpeg")), ("photo", ("b.jpg", HTML, "image/jpeg"))]
     page = given_back(send(client, files, where="Chợ phiên"), 422)
-    assert '<p class="error" id="photo-error">Ảnh, ghi âm thứ 2: Đây không phải ảnh hay ghi âm. Ảnh, ghi âm chưa được gửi: ' in page
+    assert (
+        '<p class="error" id="photo-error">Ảnh, ghi âm thứ 2: Đây không phải ảnh hay ghi âm. '
+        "Ảnh, ghi âm chưa được gửi: " in page
+    )
     assert 'aria-invalid="true" aria-describedby="photo-error photo-list"' in page
     assert 'value="Chợ phiên"' in page
     assert sink.handler.messages == []
@@ -203,7 +206,7 @@ def test_too_many_bytes_are_refused_with_the_text_kept(sink: Sink, make_settings
     with app_client(sink, make_settings, max_upload_bytes=len(photo) + 100) as client:
         files: Files = [("photo", ("a.jpg", photo, "image/jpeg")), ("photo", ("b.jpg", photo, "image/jpeg"))]
         page = given_back(send(client, files), 422)
-    assert "Ảnh, ghi âm thứ 2: Ảnh, ghi âm quá lớn: tổng cộng tối đa 1 MB." in page  # the limit, rounded to whole megabytes
+    assert "Ảnh, ghi âm thứ 2: Ảnh, ghi âm quá lớn: tổng cộng tối đa 1 MB." in page  # the limit, in whole MB
     assert sink.handler.messages == []
 
 
@@ -292,7 +295,8 @@ def test_a_form_given_back_for_another_reason_asks_for_the_files_again(
     sink.handler.reply = "554 5.7.1 refused"
     with app_client(sink, make_settings) as client:
         failed = send(client, photo)  # the mail server said no: 503, the text kept
-        assert failed.status_code == 503 and "Chưa gửi được. Hãy bấm nút Gửi một lần nữa. Ảnh, ghi âm chưa được gửi" in failed.text
+        assert failed.status_code == 503
+        assert "Chưa gửi được. Hãy bấm nút Gửi một lần nữa. Ảnh, ghi âm chưa được gửi" in failed.text
         assert send(client, []).status_code == 503
         assert "Ảnh, ghi âm chưa được gửi" not in send(client, []).text  # no files, nothing to choose again
 
