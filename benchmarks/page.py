@@ -3,7 +3,9 @@
     .venv/bin/python benchmarks/page.py [--runs 3]
 
 1. Bytes of each page as served by `tipbox serve` (a real uvicorn process relaying to a local SMTP sink):
-   compressed (gzip, as phones ask for it) and uncompressed.
+   compressed (gzip, as phones ask for it) and uncompressed; the form and its script together (the first visit's
+   bytes, budget 14 KB); and the recorder's share of the script (static/tipbox.js's `voice` function, as the
+   difference it makes to the compressed script).
 2. Time until the form can be used, in Debian's Chromium (Zalo's user agent, 360x640), with the network
    throttled by CDP network emulation to 400 kbit/s both ways and 400 ms round trip; a fresh phone (no cache)
    every run. The same for a typical alternative: a 1 MB page (an app shell whose 200 KB stylesheet and 800 KB
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +115,24 @@ def page_weights(url: str) -> list[tuple[str, int, int, int]]:
         script = re.search(r'<script src="([^"]+)"', html)
         if script:
             rows.append(("script (optional, cached a year)", *_sizes(client, "GET", url + script.group(1))))
+            first = [row for row in rows if row[0] in ("form (vi)", "script (optional, cached a year)")]
+            rows.append(("form (vi) + script, a first visit", 200, sum(r[2] for r in first), sum(r[3] for r in first)))
+            share = recorder_share(client.get(url + script.group(1)).text)
+            rows.append(("the recorder's share of the script", 200, *share))
     return rows
+
+
+def _gzip_size(text: str) -> int:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    return len(packer.compress(text.encode()) + packer.flush())
+
+
+def recorder_share(script: str) -> tuple[int, int]:
+    """(compressed, uncompressed) bytes the recorder adds: the script with and without its `voice` function."""
+    start = script.index("  // The voice note:")
+    end = script.index("  function chosenBytes(")
+    without = script[:start] + script[end:]
+    return _gzip_size(script) - _gzip_size(without), len(script.encode()) - len(without.encode())
 
 
 class _Heavy(http.server.BaseHTTPRequestHandler):

@@ -80,7 +80,8 @@ def _poster(sheet: Sheet, spec: dict[str, Any], content: Content) -> None:
             sheet.qr(content.sides[0].url, (A4_WIDTH - height) / 2, top, height)
         elif kind == "address":
             side = content.sides[0]
-            items = [(side.texts.type_address, regular, block["label"], "second"), (side.address, bold, sizes[0], "ink")]
+            items = [(side.texts.type_address, regular, block["label"], "second"),
+                     (side.address, bold, sizes[0], "ink")]
             stack(sheet, items, smallest, margin, top, width, height)
         elif kind == "codes":
             _codes(sheet, block, content, margin, top, width)
@@ -103,7 +104,8 @@ def _codes(sheet: Sheet, block: dict[str, Any], content: Content, x: float, top:
         left = x + index * column
         stack(sheet, [(side.texts.name, bold, block["label"], "accent")], smallest, left, top, column, label)
         sheet.qr(side.url, left + (column - qr) / 2, top + label, qr)
-        items = [(side.texts.type_address, regular, block["type"], "second"), (side.address, bold, block["size"], "ink")]
+        items = [(side.texts.type_address, regular, block["type"], "second"),
+                 (side.address, bold, block["size"], "ink")]
         below = top + label + qr
         stack(sheet, items, smallest, left + 1, below, column - 2, block["height"] - label - qr)
 
