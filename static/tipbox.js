@@ -302,17 +302,25 @@
       start.hidden = true;
       input.setAttribute("data-busy", "1");
       navigator.mediaDevices.getUserMedia({ audio: true }).then(function (stream) {
-        var recorder = new MediaRecorder(stream, { mimeType: type[0], audioBitsPerSecond: 32000 });
+        var recorder;
+        try {
+          recorder = new MediaRecorder(stream, { mimeType: type[0], audioBitsPerSecond: 32000 });
+        } catch (e) {
+          stream.getTracks().forEach(function (track) { track.stop(); });
+          blocked();
+          return;
+        }
         recorder.ondataavailable = function (event) { if (event.data && event.data.size) { chunks.push(event.data); } };
         recorder.onstop = function () {
           window.clearInterval(timer);
           stream.getTracks().forEach(function (track) { track.stop(); });
           recording = null;
           var seconds = (new Date().getTime() - began) / 1000;
-          var file = new File(chunks, "voice." + type[1], { type: recorder.mimeType || type[0] });
-          setFiles(input, [file]);
           on.hidden = true;
           input.removeAttribute("data-busy");
+          if (!chunks.length) { show(null); start.focus(); whenReady(); return; } // stopped before any sound
+          var file = new File(chunks, "voice." + type[1], { type: recorder.mimeType || type[0] });
+          setFiles(input, [file]);
           show(file, seconds, true).focus();
           whenReady();
         };
