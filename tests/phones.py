@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx2
 import pytest
 
-from tests.conftest import SECRET, require
+from tests.helpers import SECRET, require
 from tests.mailsink import Sink, free_port
 
 ROOT = Path(__file__).parent.parent

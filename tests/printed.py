@@ -14,7 +14,7 @@ import zxingcpp
 from PIL import Image
 from pypdf import PdfReader
 
-from tests.conftest import require
+from tests.helpers import require
 
 DPI = 150
 MM_PER_POINT = 25.4 / 72

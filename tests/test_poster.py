@@ -17,7 +17,7 @@ from app.main import create_app
 from app.poster import text
 from app.settings import Settings
 from tests import printed
-from tests.conftest import post_tip, require
+from tests.helpers import post_tip, require
 from tests.mailsink import Sink
 
 PUBLIC_URL = "https://tip.example.vn"
