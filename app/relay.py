@@ -89,12 +89,13 @@ class Relay:
             return Outcome(check.status, values, token=check.token)
         if form.too_large:
             # The files are gone; the text is not: every problem at once, the files' at their inputs.
-            problems = tips.validate(values, self.max_text_chars) + dropped_problems(form.dropped, self.cleaner)
+            problems = tips.validate(values, self.max_text_chars, attached=bool(form.dropped))
+            problems += dropped_problems(form.dropped, self.cleaner)
             return Outcome("too_large", values, problems=problems, token=check.token)
         if form.over_budget:
             return Outcome("busy", values, token=check.token)
         # Every problem at once: the text's, and the files' that need no decoding (how many, how big, what).
-        problems = tips.validate(values, self.max_text_chars)
+        problems = tips.validate(values, self.max_text_chars, attached=bool(form.uploads))
         try:
             self.cleaner.check(form.uploads)
         except AttachmentError as error:

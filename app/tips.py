@@ -18,6 +18,7 @@ from app.settings import Post
 RECEIPT_FIELD = "receipt"
 _RECEIPT_MAX_CHARS = 64
 BAD_RECEIPT = N_("This code is not right. Check the 16 digits, or leave it empty to send a new tip.")
+WRITE_OR_RECORD = N_("Write what happened, or record your voice.")
 
 # Field → (maximum characters, single line?)
 SHORT_FIELDS: dict[str, int] = {"where": 300, "when": 200, "contact": 200}
@@ -67,8 +68,12 @@ def follow_up_code(values: Mapping[str, str]) -> str | None:
     return receipts.parse_code(typed) if typed and len(typed) <= _RECEIPT_MAX_CHARS else None
 
 
-def validate(values: Mapping[str, str], max_text_chars: int) -> list[Problem]:
-    """Problems with the cleaned fields, in form order; an empty list means the tip can be sent."""
+def validate(values: Mapping[str, str], max_text_chars: int, *, attached: bool = False) -> list[Problem]:
+    """Problems with the cleaned fields, in form order; an empty list means the tip can be sent.
+
+    `attached`: the sender attached a voice note or a photo, which is then the tip: "what happened" may be empty
+    (many residents speak but do not write). A category is still needed; every other rule holds.
+    """
     problems: list[Problem] = []
     # The follow-up section comes first on the form once it is open (it is open whenever a code was typed).
     if values.get(RECEIPT_FIELD) and follow_up_code(values) is None:
@@ -76,8 +81,8 @@ def validate(values: Mapping[str, str], max_text_chars: int) -> list[Problem]:
     if values.get("category", "") not in CATEGORIES:
         problems.append(Problem("category", N_("Choose what it is about.")))
     what = values.get("what", "")
-    if not what:
-        problems.append(Problem("what", N_("Write what happened, or record your voice.")))
+    if not what and not attached:
+        problems.append(Problem("what", WRITE_OR_RECORD))
     elif len(what) > max_text_chars:
         problems.append(Problem("what", N_("Too long: at most %(max)d letters."), {"max": max_text_chars}))
     for name, limit in SHORT_FIELDS.items():

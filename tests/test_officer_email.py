@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 from app import i18n, receipts, rendering
 from app.categories import RECEIPT_TAGS
-from app.mail import Composer, Tip
+from app.mail import Attachment, Composer, Tip
 from app.settings import Post
 from tests.reference import parse
 
@@ -123,3 +123,24 @@ def test_no_attachments_render_nothing_and_a_list_renders_each_file() -> None:
     html = env.get_template("email/tip.html").render(context)
     assert '<img src="cid:photo1@tipbox"' in html
     assert html.count("<img") == 1
+
+
+def test_a_tip_with_nothing_written_says_where_the_tip_is() -> None:
+    """A voice note or a photo alone is a tip: where the text would be, the officer reads that it is in the files."""
+    code = receipts.new_code(RECEIPT_TAGS["border"], KEY)
+    voice = Attachment("voice", 1, "voice-1.webm", "audio/webm", b"\x1a\x45\xdf\xa3" + bytes(200))
+    photo = Attachment("photo", 1, "photo-1.jpg", "image/jpeg", b"\xff\xd8\xff" + bytes(200))
+    cases = {
+        (voice,): "Người gửi không viết gì: nội dung tin báo nằm trong bản ghi âm đính kèm.",
+        (photo,): "Người gửi không viết gì: nội dung tin báo nằm trong ảnh đính kèm.",
+        (voice, photo): "Người gửi không viết gì: nội dung tin báo nằm trong bản ghi âm và ảnh đính kèm.",
+    }
+    for files, said in cases.items():
+        message = parse(COMPOSER.compose(_tip(code, what=""), files).data)
+        plain, html = message.get_body(("plain",)), message.get_body(("html",))
+        assert plain is not None and html is not None
+        lines = str(plain.get_content()).splitlines()
+        assert lines[lines.index("Nội dung sự việc:") + 1] == said
+        assert f"<strong>{said}</strong>" in str(html.get_content())
+    written = parse(COMPOSER.compose(_tip(code), (voice,)).data).get_body(("plain",))
+    assert written is not None and "không viết gì" not in str(written.get_content())

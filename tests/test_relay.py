@@ -152,6 +152,34 @@ def test_a_tip_without_files_stays_two_parts(client: TestClient, sink: Sink) -> 
     assert "Tệp đính kèm" not in message.as_string()
 
 
+@pytest.mark.parametrize(("field", "file", "kind", "said"), [
+    ("voice", ("Recording 3.m4a", media.m4a(), "audio/mp4"), "audio", "bản ghi âm đính kèm."),
+    ("photo", ("IMG_3.jpg", media.jpeg((400, 300)), "image/jpeg"), "image", "ảnh đính kèm."),
+])
+def test_a_voice_note_or_a_photo_alone_is_delivered_and_the_officer_told_nothing_was_written(
+    client: TestClient, sink: Sink, field: str, file: tuple[str, bytes, str], kind: str, said: str
+) -> None:
+    response = send(client, [(field, file)], what="")
+    assert response.status_code == 200 and 'class="receipt"' in response.text
+    _, message = received(sink)
+    assert [part.get_content_maintype() for part in message.walk() if part.get_filename()] == [kind]
+    for subtype in ("plain", "html"):
+        body = message.get_body((subtype,))
+        assert body is not None
+        assert f"Người gửi không viết gì: nội dung tin báo nằm trong {said}" in body.get_content()
+
+
+def test_with_nothing_written_a_refused_file_is_the_only_problem(client: TestClient, sink: Sink) -> None:
+    """The sender meant the file to be the tip: no "write what happened" beside "this is not a recording"."""
+    response = send(client, [("voice", ("a.m4a", HTML, "audio/mp4"))], what="")
+    assert response.status_code == 422
+    assert '<p class="error" id="voice-error">Ảnh, ghi âm thứ 1: Đây không phải ảnh hay ghi âm.' in response.text
+    assert 'id="what-error"' not in response.text
+    nothing = send(client, [], what="")
+    assert nothing.status_code == 422 and "Hãy viết chuyện gì đã xảy ra, hoặc ghi âm." in nothing.text
+    assert sink.handler.messages == []
+
+
 def given_back(response: Response, status: int) -> str:
     """The form given back with the sender's words, a fresh token, and no trace of their files' names."""
     assert response.status_code == status, response.text

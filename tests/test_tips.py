@@ -41,6 +41,18 @@ def test_every_problem_is_found_at_once_in_form_order() -> None:
     assert _problems() == {}
 
 
+def test_a_voice_note_or_a_photo_alone_is_a_tip_but_a_category_is_still_needed() -> None:
+    """Many residents speak but do not write: with a file attached, "what happened" may stay empty."""
+    empty = tips.read_fields({"category": "drugs", "what": "  \r\n "})
+    assert [(p.field, p.message) for p in tips.validate(empty, 5000)] == [("what", tips.WRITE_OR_RECORD)]
+    assert tips.validate(empty, 5000, attached=True) == []
+    no_category = tips.read_fields({"what": ""})
+    assert [p.field for p in tips.validate(no_category, 5000, attached=True)] == ["category"]
+    # Every other rule holds with a file too.
+    long = tips.read_fields({"category": "drugs", "what": "x" * 5001, "where": "y" * 301})
+    assert [p.field for p in tips.validate(long, 5000, attached=True)] == ["what", "where"]
+
+
 @pytest.mark.parametrize(("field", "limit"), [("what", 5000), ("where", 300), ("when", 200), ("contact", 200)])
 def test_each_field_has_its_limit(field: str, limit: int) -> None:
     assert field not in _problems(**{field: "ồ" * limit})
