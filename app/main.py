@@ -121,6 +121,11 @@ def create_app(
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         return site.error_page(request, 400)
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette's last-resort 500 answer, as a page in Vietnamese and Hmong; it still re-raises, so it is logged.
+        return site.pages.before_language(500)
+
     csp = content_security_policy([rendering.csp_hash(rendering.stylesheet())])
     # Compression inside the privacy layer: it sees only allowlisted headers (accept-encoding is one); the fresh form
     # and the success page come compressed already (app/pagecache.py) and pass through. Privacy outermost, around

@@ -98,7 +98,7 @@ class Pages:
             {
                 "code": code,
                 "name": i18n.language_name(code, self.locales_dir),
-                "href": f"{path}?lang={code}",
+                "href": address(path, code),
                 "current": code == language,
             }
             for code in post.languages
@@ -125,7 +125,8 @@ class Pages:
         errors = {p.field: " ".join(gettext(m) % dict(p.params) for m in (p.message, *p.more)) for p in problems}
         context = {
             "post": post,
-            "action": f"{path}?lang={language}",
+            "action": address(path, language),
+            "draft": path,  # the draft the script keeps is the same form's in every language
             "languages": self._switch(post, language, path),
             "categories": list(CATEGORIES.items()),
             "values": dict(values or {}),
@@ -159,7 +160,7 @@ class Pages:
 
     def sent(self, post: Post, language: str, path: str, receipt: str, *, gzip: bool = False) -> Response:
         """The success page: shown only once the post's mail server accepted the tip."""
-        back = f"{path}?lang={language}"
+        back = address(path, language)
 
         def render(value: str) -> str:
             return self._html("sent.html", language, {"post": post, "receipt": value, "back": back})
@@ -170,6 +171,11 @@ class Pages:
     def error(self, language: str, status: int, message: str, back: str | None = None) -> HTMLResponse:
         """A short page for a request that cannot be answered with the form (unknown post, bad body...)."""
         return self._render("error.html", language, status, {"message": message, "back": back})
+
+    def before_language(self, status: int) -> HTMLResponse:
+        """A page for `status` (a key of BILINGUAL) in Vietnamese and Hmong at once, when nothing says which."""
+        headers = {**NO_STORE, "Content-Language": ", ".join(BEFORE_LANGUAGE)}
+        return HTMLResponse(bilingual(status, self.locales_dir), status_code=status, headers=headers)
 
     def neutral(self, today: date) -> HTMLResponse:
         """The page "Leave quickly" replaces the form with: this month's calendar, nothing else."""
@@ -186,6 +192,14 @@ class Pages:
 
 
 _FORM_MARK = {FORM_PAGE_HEADER.decode(): "1"}
+
+
+def address(path: str, language: str) -> str:
+    """The address of the form at `path` in `language`, for every link that must keep the language: a post's form
+    has it in its path (`/p/ncs/hmn`, as the posters' codes), the others (`/`, the follow-up forms) as `?lang=`."""
+    if path.startswith("/p/") and path.count("/") == 2:
+        return f"{path}/{language}"
+    return f"{path}?lang={language}"
 
 
 def bilingual(status: int, locales_dir: Path | None = None) -> str:

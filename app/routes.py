@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fastapi import APIRouter, FastAPI, Request
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, Response
 
@@ -16,7 +17,7 @@ from app.compression import accepts_gzip
 from app.forms import FormError, read_form
 from app.guard import SOURCE_KEY, TOKEN_FIELD, Guard
 from app.i18n import N_, VIETNAM_TIME
-from app.pages import NEUTRAL_PATH, Pages
+from app.pages import NEUTRAL_PATH, Pages, address
 from app.relay import FILES_AGAIN, Relay
 from app.settings import Post, Settings
 
@@ -52,6 +53,21 @@ NOT_FOUND = N_("This page does not exist. Scan the code on the poster again.")
 SCRIPT_CACHE = {"Cache-Control": "public, max-age=31536000, immutable"}
 
 
+class LanguageConvertor(Convertor[str]):
+    """A language tag in a form's address (`/p/ncs/hmn`, `/P/NCS/HMN`): "more" and "poster.pdf" are not one."""
+
+    regex = "[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*"
+
+    def convert(self, value: str) -> str:
+        return value.lower()
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("tipbox_language", LanguageConvertor())
+
+
 @dataclass(frozen=True, slots=True)
 class Site:
     """What the routes need: the posts, the page renderer, the relay, the guard (form tokens), the settings and the
@@ -81,14 +97,16 @@ class Site:
         """The page for an address or method the site does not have, in the visitor's language."""
         language = self.language(request, self.default_post)
         message = i18n.translations(language, self.settings.locales_dir).gettext(NOT_FOUND)
-        page = self.pages.error(language, status, message, back="/")
+        page = self.pages.error(language, status, message, back=address("/", language))
         if status == 405:
             page.headers["Allow"] = "GET, HEAD, POST"
         return page
 
     def language(self, request: Request, post: Post) -> str:
-        # `?lang=` is the only parameter read; most requests (the QR code's address) have no query to parse.
-        requested = request.query_params.get("lang") if request.scope["query_string"] else None
+        """The language in the address (`/p/ncs/hmn`, else `?lang=`), else the phone's, else the post's default."""
+        requested = request.path_params.get("lang")
+        if requested is None and request.scope["query_string"]:  # most requests have no query to parse
+            requested = request.query_params.get("lang")
         return i18n.choose(requested, request.headers.get("accept-language"), post.languages)
 
 
@@ -120,6 +138,9 @@ def add_form_routes(app: FastAPI, site: Site) -> None:
     app.add_route("/P/{slug}", post_page, methods=methods)  # the poster's QR code spells the URL in capitals (smaller)
     app.add_route("/more", default_more_page, methods=methods)
     app.add_route("/p/{slug}/more", post_more_page, methods=methods)
+    # The language in the address: each code on a poster opens the form in the language printed beside it.
+    app.add_route("/p/{slug}/{lang:tipbox_language}", post_page, methods=methods)
+    app.add_route("/P/{slug}/{lang:tipbox_language}", post_page, methods=methods)
 
     async def _page(request: Request, post: Post, path: str, follow_up: bool = False) -> Response:
         if request.method == "POST":
@@ -135,7 +156,7 @@ def add_form_routes(app: FastAPI, site: Site) -> None:
             try:
                 form = await read_form(request, site.settings.max_body_bytes, hold)
             except FormError as exc:
-                back = f"{path}?lang={language}"
+                back = address(path, language)
                 return site.pages.error(language, exc.status, gettext(FORM_ERRORS[exc.status]), back)
             outcome = await site.relay.submit(post, form, language, source=request.scope.get(SOURCE_KEY))
             del form  # its files leave memory as their bytes leave the budget

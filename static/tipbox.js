@@ -48,7 +48,8 @@
   }
 
   function keepDraft(form, s) {
-    var key = PREFIX + location.pathname;
+    // One draft per form, whatever the language it is shown in (the language is in the address).
+    var key = PREFIX + form.getAttribute("data-draft");
     var saved = null;
     try { saved = JSON.parse(s.getItem(key) || "null"); } catch (e) { saved = null; }
     if (saved) {

@@ -329,9 +329,10 @@ def test_an_operator_overrides_a_string_and_adds_a_language(
         page = parse(added.text)
         assert one(page, "html")["lang"] == "hmn-vn"
         assert "Xax" in added.text and "Hmông VN" in added.text
-        assert one(page, "a", hreflang="vi")["href"] == "/p/ncs?lang=vi"
+        assert one(page, "a", hreflang="vi")["href"] == "/p/ncs/vi"
         switch = one(parse(client.get("/p/ncs").text), "a", hreflang="hmn-vn")
-        assert switch["href"] == "/p/ncs?lang=hmn-vn"
+        assert switch["href"] == "/p/ncs/hmn-vn"
+        assert one(parse(client.get("/p/ncs/hmn-vn").text), "html")["lang"] == "hmn-vn"  # an operator's language too
         assert ">Hmôngz</a>" in client.get("/p/ncs").text  # the switch shows the language's own name
         sent = post_tip(client, "/p/ncs?lang=hmn-vn", category="drugs", what="tshuaj yeeb")
         assert sent.status_code == 200 and one(parse(sent.text), "html")["lang"] == "hmn-vn"
