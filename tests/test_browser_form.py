@@ -176,3 +176,17 @@ def test_where_the_microphone_is_refused_the_file_input_comes_back(
     screenshot(page, f"microphone-refused-{language}")
     assert axe_violations(page) == []
     device.context.close()
+
+
+def test_the_draft_follows_the_resident_into_the_other_language(browser: Any, service: Service) -> None:
+    """A Vietnamese poster's code, then the Hmong switch: the language is in the address, the words stay."""
+    device = phone(browser, service, js=True, accept_language="vi")
+    page = device.page
+    page.goto(service.url + "/P/POST/VI")
+    page.fill("#what", "Sáng nay có xe lạ.")
+    with page.expect_navigation():
+        page.locator("a[hreflang=hmn]").tap()
+    assert page.url == service.url + "/p/post/hmn" and page.locator("html").get_attribute("lang") == "hmn"
+    assert page.input_value("#what") == "Sáng nay có xe lạ."
+    assert page.get_attribute("form", "action") == "/p/post/hmn"
+    device.context.close()
