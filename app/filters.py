@@ -136,7 +136,8 @@ def gmail(rules: Sorting) -> str:
         entry = ET.SubElement(feed, f"{{{ATOM}}}entry")
         ET.SubElement(entry, f"{{{ATOM}}}category", term="filter")
         ET.SubElement(entry, f"{{{ATOM}}}title").text = "Mail Filter"
-        ET.SubElement(entry, f"{{{ATOM}}}id").text = f"tag:mail.google.com,2008:filter:tipbox-{folder.category or 'more'}"
+        filter_id = f"tag:mail.google.com,2008:filter:tipbox-{folder.category or 'more'}"
+        ET.SubElement(entry, f"{{{ATOM}}}id").text = filter_id
         ET.SubElement(entry, f"{{{ATOM}}}updated").text = now
         ET.SubElement(entry, f"{{{ATOM}}}content")
         for name, value in properties:
@@ -158,11 +159,11 @@ def sieve(rules: Sorting) -> str:
         'require ["fileinto", "mailbox"];',
     ]
     for folder in rules.folders:
-        tests = (
-            ['header :is "X-Tipbox-Kind" "follow-up"']
-            if folder.category is None
-            else ['header :is "X-Tipbox-Kind" "tip"', f'header :is "X-Tipbox-Category" {_sieve_string(folder.category)}']
-        )
+        if folder.category is None:
+            tests = ['header :is "X-Tipbox-Kind" "follow-up"']
+        else:
+            category = _sieve_string(folder.category)
+            tests = ['header :is "X-Tipbox-Kind" "tip"', f'header :is "X-Tipbox-Category" {category}']
         lines += [
             "",
             f"if allof ({', '.join(tests + only_post)}) {{",
