@@ -1,24 +1,27 @@
 """Real tipbox emails for the filter and guide tests: sent through the form of a running app to a real SMTP server.
 
-Two posts share one mailbox deployment: Na Cô Sa gets one tip of every category and a follow-up to its drugs tip;
-A Pa Chải gets one tip, so that rules limited to one post (`tipbox filters --post`) have something to leave alone.
+Two posts share one mailbox deployment: Na Cô Sa gets one tip of every category (the weapons one with a photo) and
+a follow-up to its drugs tip; A Pa Chải gets one tip, so that rules limited to one post (`tipbox filters --post`)
+have something to leave alone.
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
+import io
 import re
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
+from PIL import Image
 from starlette.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings, load_settings
 from app.tips import CATEGORIES
-from tests.conftest import SECRET, post_tip
+from tests.conftest import SECRET, form_fields, post_tip
 from tests.mailsink import Sink
 
 MAIL_FROM = "tipbox@bienphong.example.vn"
@@ -85,7 +88,13 @@ def send_tips(root: Path) -> list[Sent]:
         with TestClient(create_app(settings_for(root, sink))) as client:
             codes = {}
             for slug in CATEGORIES:
-                page = post_tip(client, "/p/ncs", category=slug, what=f"Tin báo thử: {slug}", where="Bản Na Cô Sa")
+                fields = {"category": slug, "what": f"Tin báo thử: {slug}", "where": "Bản Na Cô Sa"}
+                if slug == "weapons":
+                    page = client.post(
+                        "/p/ncs", data={**form_fields(client, "/p/ncs"), **fields}, files={"photo": _photo()}
+                    )
+                else:
+                    page = post_tip(client, "/p/ncs", **fields)
                 assert page.status_code == 200, page.text
                 match = _RECEIPT.search(page.text)
                 assert match, page.text
@@ -103,3 +112,9 @@ def send_tips(root: Path) -> list[Sent]:
     raws = sink.handler.messages
     assert len(raws) == len(sent)
     return [Sent(post, category, follow_up, raw) for (post, category, follow_up), raw in zip(sent, raws, strict=True)]
+
+
+def _photo() -> tuple[str, bytes, str]:
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 240), "#5d8a4e").save(buffer, "JPEG")
+    return "IMG_0001.jpg", buffer.getvalue(), "image/jpeg"
