@@ -105,13 +105,13 @@ _GMAIL_CSS = """
 body{margin:0;font-family:Arial,sans-serif;background:#f6f8fc;color:#1f1f1f;font-size:14px}
 header{height:56px;display:flex;align-items:center;padding:0 16px;gap:80px} .brand{font-size:20px;color:#444}
 .search{background:#e9eef6;border-radius:24px;padding:12px 20px;width:560px;color:#555}
-main{display:flex} nav{width:310px} nav ul{list-style:none;margin:0;padding:0}
-nav li{padding:6px 16px 6px 26px;border-radius:0 16px 16px 0;white-space:nowrap}
+main{display:flex} nav{width:330px} nav ul{list-style:none;margin:0;padding:0}
+nav li{padding:6px 16px 6px 26px;border-radius:0 16px 16px 0;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 nav li.on{background:#d3e3fd;font-weight:bold} nav h4{margin:14px 26px 6px;font-size:14px}
 .tag{display:inline-block;width:10px;height:10px;border:2px solid #777;border-radius:2px;margin-right:10px}
 section{flex:1;background:#fff;border-radius:16px;margin:0 16px 16px 0;padding:18px 24px}
-h1{font-size:22px;font-weight:normal;margin:0 0 14px}
-.chip{font-size:12px;background:#ddd;border-radius:4px;padding:2px 6px;margin-left:8px;vertical-align:middle}
+h1{font-size:20px;font-weight:normal;margin:0 0 14px}
+.chip{font-size:12px;background:#ddd;border-radius:4px;padding:2px 6px;margin-left:8px;vertical-align:middle;white-space:nowrap}
 .who{display:flex;justify-content:space-between;color:#5e5e5e;margin-bottom:6px} .who b{color:#1f1f1f}
 iframe{border:0;width:100%;height:600px}
 """
