@@ -106,7 +106,8 @@ body{margin:0;font-family:Arial,sans-serif;background:#f6f8fc;color:#1f1f1f;font
 header{height:56px;display:flex;align-items:center;padding:0 16px;gap:80px} .brand{font-size:20px;color:#444}
 .search{background:#e9eef6;border-radius:24px;padding:12px 20px;width:560px;color:#555}
 main{display:flex} nav{width:330px} nav ul{list-style:none;margin:0;padding:0}
-nav li{padding:6px 16px 6px 26px;border-radius:0 16px 16px 0;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+nav li{padding:6px 16px 6px 26px;border-radius:0 16px 16px 0}
+nav li{white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 nav li.on{background:#d3e3fd;font-weight:bold} nav h4{margin:14px 26px 6px;font-size:14px}
 .tag{display:inline-block;width:10px;height:10px;border:2px solid #777;border-radius:2px;margin-right:10px}
 section{flex:1;background:#fff;border-radius:16px;margin:0 16px 16px 0;padding:18px 24px}
