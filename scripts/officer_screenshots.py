@@ -112,7 +112,8 @@ nav li.on{background:#d3e3fd;font-weight:bold} nav h4{margin:14px 26px 6px;font-
 .tag{display:inline-block;width:10px;height:10px;border:2px solid #777;border-radius:2px;margin-right:10px}
 section{flex:1;background:#fff;border-radius:16px;margin:0 16px 16px 0;padding:18px 24px}
 h1{font-size:20px;font-weight:normal;margin:0 0 14px}
-.chip{font-size:12px;background:#ddd;border-radius:4px;padding:2px 6px;margin-left:8px;vertical-align:middle;white-space:nowrap}
+.chip{font-size:12px;background:#ddd;border-radius:4px;padding:2px 6px;margin-left:8px}
+.chip{vertical-align:middle;white-space:nowrap}
 .who{display:flex;justify-content:space-between;color:#5e5e5e;margin-bottom:6px} .who b{color:#1f1f1f}
 iframe{border:0;width:100%;height:600px}
 """
