@@ -18,10 +18,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 from app import i18n
+from app.categories import CATEGORIES
 from app.i18n import N_
 from app.mail import SUBJECT_TAG
 from app.settings import Post
-from app.tips import CATEGORIES
 
 FORMATS = ("gmail", "sieve", "thunderbird")
 # Folder names: the subject's tag without its brackets, then the category ("Tin báo - Ma túy").

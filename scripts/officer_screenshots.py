@@ -25,9 +25,9 @@ from PIL import Image, ImageDraw
 from playwright.sync_api import sync_playwright
 
 from app import attachments, filters, receipts
-from app.mail import Composer
+from app.categories import CATEGORIES, RECEIPT_TAGS
+from app.mail import Composer, Tip
 from app.settings import Post
-from app.tips import CATEGORIES, RECEIPT_TAGS, Tip
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"screenshot-secret-key-0123456789abcdef"
@@ -70,7 +70,7 @@ def _emails() -> list[EmailMessage]:
               language="hmn"), []),
         (_tip("theft", "Mất trộm hai con trâu đêm qua.", "Bản Sả Lùng", "Đêm qua", 30, 3), []),
     ]
-    wires = [composer.compose_wire(tip, files).data for tip, files in tips]
+    wires = [composer.compose(tip, files).data for tip, files in tips]
     return [email.message_from_bytes(wire, policy=email.policy.default) for wire in wires]  # type: ignore[misc]
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require
+from tests.helpers import require
 from tests.mailsink import free_port
 from tests.mta import MAIL_GID, MAIL_UID
 

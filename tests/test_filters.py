@@ -18,8 +18,8 @@ from urllib.parse import unquote
 import pytest
 
 from app import filters, i18n
-from app.tips import CATEGORIES
-from tests.conftest import SECRET
+from app.categories import CATEGORIES
+from tests.helpers import SECRET
 from tests.tipmails import MAIL_FROM, POSTS_TOML, Sent, send_tips
 
 ATOM = "{http://www.w3.org/2005/Atom}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.tips import CATEGORIES
+from app.categories import CATEGORIES
 from tests.lmtp import SieveMailbox, imap_utf7, sieve_mailbox
 from tests.test_filters import expected_folder, folder, sent, tipbox_filters
 from tests.tipmails import Sent

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from app import filters, i18n
+from app.categories import CATEGORIES
 from app.cli import build_parser
-from app.tips import CATEGORIES
 from tests.test_filters import sent, thunderbird_rules
 from tests.tipmails import MAIL_FROM, Sent
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from PIL import Image
 from starlette.testclient import TestClient
 
+from app.categories import CATEGORIES
 from app.main import create_app
 from app.settings import Settings, load_settings
-from app.tips import CATEGORIES
-from tests.conftest import SECRET, form_fields, post_tip
+from tests.helpers import SECRET, form_fields, post_tip
 from tests.mailsink import Sink
 
 MAIL_FROM = "tipbox@bienphong.example.vn"
