@@ -91,12 +91,12 @@ def render(format_: str, rules: Sorting, *, folder_base: str = LOCAL_FOLDERS) ->
     raise ValueError(f"unknown filter format {format_!r}")
 
 
-def words(text: str) -> list[str]:
+def _words(text: str) -> list[str]:
     """`text` as a search engine splits it: runs of letters and digits, lower case; brackets and dots dropped."""
     return re.findall(r"\w+", text.casefold())
 
 
-def strip_marks(text: str) -> str:
+def _strip_marks(text: str) -> str:
     """`text` without diacritics ("Ma túy" → "Ma tuy", "đ" → "d"), for engines that fold them."""
     decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
     return "".join(char for char in decomposed if not unicodedata.combining(char))
@@ -207,8 +207,8 @@ def _phrase(text: str) -> str:
 
 def _extends(longer: str, shorter: str) -> bool:
     """Whether `shorter`'s words begin `longer`'s, as Gmail may read them: with diacritics or without."""
-    for fold in (str, strip_marks):
-        long_words, short_words = words(fold(longer)), words(fold(shorter))
+    for fold in (str, _strip_marks):
+        long_words, short_words = _words(fold(longer)), _words(fold(shorter))
         if len(long_words) > len(short_words) and long_words[: len(short_words)] == short_words:
             return True
     return False
