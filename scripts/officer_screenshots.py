@@ -26,7 +26,7 @@ from playwright.sync_api import sync_playwright
 
 from app import attachments, filters, receipts
 from app.categories import CATEGORIES, RECEIPT_TAGS
-from app.mail import Composer, Tip
+from app.mail import Attachment, Composer, Tip
 from app.settings import Post
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ POST = Post("ncs", "Đồn Biên phòng Na Cô Sa", "nacosa@bienphong.example.vn
 CHROMIUM = "/usr/bin/chromium"
 
 
-def _photo() -> bytes:
+def _photo() -> Attachment:
     """A small drawn scene as a phone would send it: a JPEG, cleaned by tipbox like any upload."""
     picture = Image.new("RGB", (1200, 900), "#9cc3e6")
     draw = ImageDraw.Draw(picture)
@@ -46,7 +46,7 @@ def _photo() -> bytes:
     buffer = io.BytesIO()
     picture.save(buffer, "JPEG", quality=80)
     upload = attachments.Upload("photo", buffer.getvalue())
-    return attachments.clean([upload], max_files=5, max_bytes=20_000_000)[0].data
+    return attachments.clean([upload], max_files=5, max_bytes=20_000_000)[0]
 
 
 def _tip(category: str, what: str, where: str, when: str, day: int, hour: int, **more: object) -> Tip:
@@ -60,7 +60,7 @@ def _emails() -> list[EmailMessage]:
     """A drugs tip with a photo, a follow-up to it, and two other tips, as the post's mailbox receives them."""
     composer = Composer(SENDER, SECRET)
     code = receipts.new_code(RECEIPT_TAGS["drugs"], SECRET)
-    photo = attachments.Attachment("photo", 1, "photo-1.jpg", "image/jpeg", _photo())
+    photo = _photo()
     what = "Sáng chủ nhật có hai người lạ bán ma túy ở góc chợ phiên, gần hàng thịt.\nHọ đi xe máy, biển số tỉnh khác."
     tips = [
         (_tip("drugs", what, "Chợ phiên bản Na Cô Sa", "Chủ nhật, khoảng 7 giờ sáng", 29, 0, receipt=code), [photo]),
