@@ -17,46 +17,13 @@ from urllib.parse import unquote
 
 import pytest
 
-from app import filters, i18n
+from app import filters
 from app.categories import CATEGORIES
-from tests.helpers import SECRET
-from tests.tipmails import MAIL_FROM, POSTS_TOML, Sent, send_tips
+from tests.tipmails import MAIL_FROM, POSTS_TOML, ROOT, Sent, expected_folder, folder, sent, tipbox_filters
 
+__all__ = ["sent"]  # the module fixture, collected from here
 ATOM = "{http://www.w3.org/2005/Atom}"
 APPS = "{http://schemas.google.com/apps/2006}"
-ROOT = Path(__file__).parent.parent
-
-
-@pytest.fixture(scope="module")
-def sent(tmp_path_factory: pytest.TempPathFactory) -> list[Sent]:
-    return send_tips(tmp_path_factory.mktemp("tips"))
-
-
-def tipbox_filters(tmp_path: Path, *args: str) -> str:
-    """Run the real command, configured as a deployment is (environment), and return what it prints."""
-    posts = tmp_path / "posts.toml"
-    posts.write_text(POSTS_TOML, encoding="utf-8")
-    env = {
-        **{name: value for name, value in os.environ.items() if not name.startswith("TIPBOX_")},
-        "TIPBOX_SMTP_HOST": "127.0.0.1",
-        "TIPBOX_MAIL_FROM": MAIL_FROM,
-        "TIPBOX_POSTS_FILE": str(posts),
-        "TIPBOX_SECRET_KEY": SECRET,
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "filters", *args], cwd=ROOT, env=env, capture_output=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout.decode("utf-8")
-
-
-def folder(msgid: str) -> str:
-    """The folder the guide names for a category label (or follow-ups), read from the officers' catalog."""
-    return "Tin báo - " + i18n.translations("vi").gettext(msgid)
-
-
-def expected_folder(email: Sent) -> str:
-    return folder(filters.FOLLOW_UPS if email.follow_up else CATEGORIES[email.category])
 
 
 # --- Gmail -----------------------------------------------------------------------------------------------------

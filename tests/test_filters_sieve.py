@@ -11,8 +11,7 @@ import pytest
 
 from app.categories import CATEGORIES
 from tests.lmtp import SieveMailbox, imap_utf7, sieve_mailbox
-from tests.test_filters import expected_folder, folder, sent, tipbox_filters
-from tests.tipmails import Sent
+from tests.tipmails import Sent, expected_folder, folder, sent, tipbox_filters
 
 pytestmark = pytest.mark.e2e
 __all__ = ["sent", "sieve_mailbox"]  # fixtures, collected from here

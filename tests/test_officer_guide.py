@@ -13,8 +13,8 @@ import pytest
 from app import filters, i18n
 from app.categories import CATEGORIES
 from app.cli import build_parser
-from tests.test_filters import sent, thunderbird_rules
-from tests.tipmails import MAIL_FROM, Sent
+from tests.test_filters import thunderbird_rules
+from tests.tipmails import MAIL_FROM, Sent, sent
 
 __all__ = ["sent"]  # the module fixture, collected from here
 DOCS = Path(__file__).parent.parent / "docs"

@@ -10,20 +10,26 @@ from __future__ import annotations
 import email
 import email.policy
 import io
+import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
+from app import filters, i18n
 from app.categories import CATEGORIES
 from app.main import create_app
 from app.settings import Settings, load_settings
 from tests.helpers import SECRET, form_fields, post_tip
 from tests.mailsink import Sink
 
+ROOT = Path(__file__).parent.parent
 MAIL_FROM = "tipbox@bienphong.example.vn"
 POSTS_TOML = """\
 [posts.ncs]
@@ -118,3 +124,35 @@ def _photo() -> tuple[str, bytes, str]:
     buffer = io.BytesIO()
     Image.new("RGB", (320, 240), "#5d8a4e").save(buffer, "JPEG")
     return "IMG_0001.jpg", buffer.getvalue(), "image/jpeg"
+
+
+@pytest.fixture(scope="module")
+def sent(tmp_path_factory: pytest.TempPathFactory) -> list[Sent]:
+    return send_tips(tmp_path_factory.mktemp("tips"))
+
+
+def tipbox_filters(tmp_path: Path, *args: str) -> str:
+    """Run the real command, configured as a deployment is (environment), and return what it prints."""
+    posts = tmp_path / "posts.toml"
+    posts.write_text(POSTS_TOML, encoding="utf-8")
+    env = {
+        **{name: value for name, value in os.environ.items() if not name.startswith("TIPBOX_")},
+        "TIPBOX_SMTP_HOST": "127.0.0.1",
+        "TIPBOX_MAIL_FROM": MAIL_FROM,
+        "TIPBOX_POSTS_FILE": str(posts),
+        "TIPBOX_SECRET_KEY": SECRET,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "filters", *args], cwd=ROOT, env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout.decode("utf-8")
+
+
+def folder(msgid: str) -> str:
+    """The folder the guide names for a category label (or follow-ups), read from the officers' catalog."""
+    return "Tin báo - " + i18n.translations("vi").gettext(msgid)
+
+
+def expected_folder(email: Sent) -> str:
+    return folder(filters.FOLLOW_UPS if email.follow_up else CATEGORIES[email.category])
