@@ -12,6 +12,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from app import i18n, rendering
 from app.budget import MemoryBudget
+from app.compression import accepts_gzip
 from app.forms import FormError, read_form
 from app.guard import SOURCE_KEY, TOKEN_FIELD, Guard
 from app.i18n import N_, VIETNAM_TIME
@@ -157,8 +158,8 @@ def add_form_routes(app: FastAPI, site: Site) -> None:
 
 
 def _gzip(request: Request) -> bool:
-    """Whether the phone takes gzip: kept pages are stored compressed (the test Starlette's GZipMiddleware makes)."""
-    return "gzip" in request.headers.get("accept-encoding", "")
+    """Whether the phone takes gzip: kept pages are stored compressed."""
+    return accepts_gzip(request.scope["headers"])
 
 
 def build_router(site: Site) -> APIRouter:
