@@ -57,7 +57,7 @@ def test_a_kept_success_page_is_the_page_rendered_in_full() -> None:
     renderer = Pages(dev_mode=False)
     for receipt in ("4821 0937 5512 9634", "0000 0000 0000 0000"):
         kept = renderer.sent(POST, "hmn", "/p/ncs", receipt)
-        full = renderer._render("sent.html", "hmn", 200, {"post": POST, "receipt": receipt, "back": "/p/ncs?lang=hmn"})
+        full = renderer._render("sent.html", "hmn", 200, {"post": POST, "receipt": receipt, "back": "/p/ncs/hmn"})
         assert kept.body == full.body and sorted(kept.headers.items()) == sorted(full.headers.items())
         assert gzip.decompress(renderer.sent(POST, "hmn", "/p/ncs", receipt, gzip=True).body) == full.body
     # A value that cannot go in the slot as it is gets the page rendered in full, escaped.
