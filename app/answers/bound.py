@@ -1,0 +1,46 @@
+"""At most a few key derivations at once, in worker threads: lookups can never starve tips, nor stall the pages.
+
+Each derivation takes tens of milliseconds and 32 MiB (app.answers.keys). Tips wait for a slot (they are already
+past the guard's limits); a lookup that finds no free slot is told "busy, try again in a minute" at once, and
+lookups together never take the last slot, which stays for tips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from app.answers import keys
+
+
+class Busy(Exception):
+    """Every derivation slot a lookup may use is taken."""
+
+
+def default_slots() -> int:
+    """One slot per core, two to four: a small VPS runs a few 32 MiB derivations at once beside the service."""
+    return max(2, min(4, os.cpu_count() or 2))
+
+
+class DerivationBound:
+    """`slots` derivations at once; lookups get at most `slots - 1` of them and never queue."""
+
+    def __init__(self, secret: bytes, slots: int | None = None) -> None:
+        self.secret = secret
+        self.slots = slots or default_slots()
+        if self.slots < 2:
+            raise ValueError("the derivation bound needs two slots: one is kept for tips")
+        self._all = asyncio.Semaphore(self.slots)
+        self._lookups = asyncio.Semaphore(self.slots - 1)
+
+    async def for_tip(self, code: str) -> keys.KeyPair:
+        """The key pair for a tip being sent: waits for a slot."""
+        async with self._all:
+            return await asyncio.to_thread(keys.derive, code, self.secret)
+
+    async def for_lookup(self, code: str) -> keys.KeyPair:
+        """The key pair for a resident reading answers; raises `Busy` at once when no lookup slot is free."""
+        if self._lookups.locked() or self._all.locked():
+            raise Busy
+        async with self._lookups, self._all:
+            return await asyncio.to_thread(keys.derive, code, self.secret)
