@@ -3,8 +3,9 @@
 It touches only messages addressed to the reply address (in a mailbox shared with other mail, everything else is
 left exactly as it was: fetched with BODY.PEEK, never flagged). A reply that was stored is deleted and expunged by
 UID (UIDPLUS), so nobody else's deleted-but-kept mail goes with it; one that is not an answer is left where it is
-and remembered, so it is logged once. IMAPClient is blocking: each call runs in a worker thread. When the server is
-down or refuses the login, the collector logs one line per failure and retries with backoff; tips never wait on it.
+and remembered, so it is logged once. IMAPClient is blocking: its calls run one by one in a thread of their own.
+When the server is down or refuses the login, the collector logs one line per failure and retries with backoff;
+tips never wait on it.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
@@ -33,6 +35,7 @@ Security = Literal["tls", "starttls", "none"]
 # What a confirmation is handed to: (recipient, wire bytes) → returns once the SMTP server accepted it.
 Send = Callable[[str, bytes], Awaitable[None]]
 _FAILURES = (IMAPClientError, imaplib.IMAP4.error, OSError, ssl.SSLError, EOFError)
+_T = TypeVar("_T")
 _REMEMBERED = 10_000  # non-answers remembered (by UID) so that each is logged once per process
 
 
@@ -71,8 +74,20 @@ class Collector:
         self.failures = 0  # consecutive; reset by a successful login
         self.sweeps = 0
         self._left: set[tuple[int, int]] = set()
+        # One thread for every IMAP call: a connection is one conversation, and a call abandoned by a cancelled
+        # task (an IDLE check) must finish before the next one (IDLE DONE, LOGOUT) starts.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tipbox-imap")
+
+    async def _call(self, function: Callable[..., _T], *args: object) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self._thread.shutdown(wait=False)
+
+    async def _run(self) -> None:
         while True:
             try:
                 await self._session()
@@ -80,20 +95,20 @@ class Collector:
                 self.failures += 1
                 delay = min(self.max_backoff, self.min_backoff * 2 ** min(self.failures - 1, 16))
                 logger.warning(
-                    "answers: IMAP %s:%d failed (%s: %s); retrying in %.0f s",
+                    "answers: IMAP %s:%d failed (%s: %s); retrying in %g s",
                     self.account.host, self.account.port, type(exc).__name__, str(exc)[:120], delay,
                 )
                 await asyncio.sleep(delay)
 
     async def _session(self) -> None:
-        imap = await asyncio.to_thread(self._connect)
+        imap = await self._call(self._connect)
         try:
             self.failures = 0
             while True:
                 await self.sweep(imap)
                 await self._wait(imap)
         finally:
-            await asyncio.to_thread(_logout, imap)
+            await asyncio.shield(self._call(_logout, imap))
 
     def _connect(self) -> Any:
         account = self.account
@@ -118,9 +133,9 @@ class Collector:
     async def sweep(self, imap: Any) -> int:
         """Ingest every new message addressed to the reply address; return how many answers were stored."""
         self.sweeps += 1
-        validity = int((await asyncio.to_thread(imap.folder_status, self.account.folder, [b"UIDVALIDITY"]))
+        validity = int((await self._call(imap.folder_status, self.account.folder, [b"UIDVALIDITY"]))
                        .get(b"UIDVALIDITY", 0))
-        uids = await asyncio.to_thread(imap.search, ["OR", "TO", self.reply_to, "CC", self.reply_to])
+        uids = await self._call(imap.search, ["OR", "TO", self.reply_to, "CC", self.reply_to])
         stored = 0
         for uid in sorted(uids):
             if (validity, uid) in self._left:
@@ -138,12 +153,12 @@ class Collector:
         return stored
 
     async def _one(self, imap: Any, uid: int) -> Kept | Dropped | None:
-        sizes = await asyncio.to_thread(imap.fetch, [uid], [b"RFC822.SIZE"])
+        sizes = await self._call(imap.fetch, [uid], [b"RFC822.SIZE"])
         size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
         if size > MAX_MESSAGE_BYTES:
             logger.info("answers: message dropped: too large")
             return Dropped("too large")
-        fetched = await asyncio.to_thread(imap.fetch, [uid], [b"BODY.PEEK[]"])
+        fetched = await self._call(imap.fetch, [uid], [b"BODY.PEEK[]"])
         raw = fetched.get(uid, {}).get(b"BODY[]")
         if not isinstance(raw, bytes):
             return None  # expunged by someone else meanwhile
@@ -171,24 +186,24 @@ class Collector:
         return any(address.lower() == self.reply_to for _, address in email.utils.getaddresses(values))
 
     async def _delete(self, imap: Any, uid: int) -> None:
-        await asyncio.to_thread(imap.add_flags, [uid], [b"\\Deleted"], True)
+        await self._call(imap.add_flags, [uid], [b"\\Deleted"], True)
         if imap.has_capability("UIDPLUS"):
-            await asyncio.to_thread(imap.uid_expunge, [uid])
+            await self._call(imap.uid_expunge, [uid])
         # Without UIDPLUS a plain EXPUNGE would also remove what others marked deleted: the flag is left for them.
 
     async def _wait(self, imap: Any) -> None:
         if not imap.has_capability("IDLE"):
             await asyncio.sleep(self.account.poll_seconds)
             return
-        await asyncio.to_thread(imap.idle)
+        await self._call(imap.idle)
         try:
             deadline = time.monotonic() + self.account.poll_seconds
             while time.monotonic() < deadline:
                 # Short checks, so that stopping the service never waits on the server.
-                if await asyncio.to_thread(imap.idle_check, 1.0):
+                if await self._call(imap.idle_check, 1.0):
                     break
         finally:
-            await asyncio.to_thread(imap.idle_done)
+            await self._call(imap.idle_done)
 
 
 def _logout(imap: Any) -> None:

@@ -68,6 +68,11 @@ class Store(Protocol):
 _T = TypeVar("_T")
 
 
+def _oldest(now: float, days: int) -> int:
+    """The first day still kept: answers from before it are deleted (and never shown)."""
+    return today(now) - days
+
+
 async def _in_thread(function: Callable[..., _T], *args: object) -> _T:
     try:
         return await asyncio.to_thread(function, *args)
@@ -76,16 +81,18 @@ async def _in_thread(function: Callable[..., _T], *args: object) -> _T:
         raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
-def today(clock: float | None = None) -> int:
-    return int((time.time() if clock is None else clock) // _DAY)
+def today(now: float) -> int:
+    """Days since 1970 (UTC): all the store knows of when an answer came."""
+    return int(now // _DAY)
 
 
 class SqliteStore:
     """One SQLite file; each call opens its own connection in a worker thread (the event loop never waits)."""
 
-    def __init__(self, path: Path, days: int) -> None:
+    def __init__(self, path: Path, days: int, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self.days = days
+        self.clock = clock
         self._ready = False
 
     def _connect(self) -> sqlite3.Connection:
@@ -103,20 +110,19 @@ class SqliteStore:
         with _closing(self._connect()) as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO answers (lookup, sealed, day, dedupe) VALUES (?, ?, ?, ?)",
-                (lookup, sealed, today(), dedupe),
+                (lookup, sealed, today(self.clock()), dedupe),
             )
             return cursor.rowcount == 1
 
     def _get(self, lookup: bytes) -> list[Stored]:
         with _closing(self._connect()) as db:
-            rows = db.execute(
-                "SELECT day, sealed FROM answers WHERE lookup = ? AND day >= ?", (lookup, today() - self.days)
-            ).fetchall()
+            query = "SELECT day, sealed FROM answers WHERE lookup = ? AND day >= ?"
+            rows = db.execute(query, (lookup, _oldest(self.clock(), self.days))).fetchall()
         return [Stored(int(day), bytes(sealed)) for day, sealed in rows]
 
     def _purge(self) -> int:
         with _closing(self._connect()) as db:
-            return int(db.execute("DELETE FROM answers WHERE day < ?", (today() - self.days,)).rowcount)
+            return int(db.execute("DELETE FROM answers WHERE day < ?", (_oldest(self.clock(), self.days),)).rowcount)
 
     async def put(self, lookup: bytes, sealed: bytes, dedupe: bytes) -> bool:
         return await _in_thread(self._put, lookup, sealed, dedupe)
@@ -134,17 +140,18 @@ class SqliteStore:
 class RedisStore:
     """A sorted set per lookup id (score: the day), each expiring `days` after its last answer."""
 
-    def __init__(self, url: str, days: int) -> None:
+    def __init__(self, url: str, days: int, clock: Callable[[], float] = time.time) -> None:
         from redis.asyncio import Redis  # only a deployment with several replicas loads the client
 
         self.days = days
+        self.clock = clock
         self._redis = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._put_script = self._redis.register_script(_REDIS_PUT)
 
     async def put(self, lookup: bytes, sealed: bytes, dedupe: bytes) -> bool:
         keys = [b"tipbox:answers:" + lookup.hex().encode(), b"tipbox:answer-seen:" + dedupe.hex().encode()]
         try:
-            added = await self._put_script(keys=keys, args=[sealed, today(), self.days * _DAY])
+            added = await self._put_script(keys=keys, args=[sealed, today(self.clock()), self.days * _DAY])
         except Exception as exc:  # redis-py's errors, OSError, timeouts: all mean "not now"
             raise StoreUnavailable(type(exc).__name__) from exc
         return bool(added)
@@ -154,7 +161,7 @@ class RedisStore:
         try:
             rows = cast(
                 "list[tuple[bytes, float]]",
-                await self._redis.zrangebyscore(key, today() - self.days, "+inf", withscores=True),
+                await self._redis.zrangebyscore(key, _oldest(self.clock(), self.days), "+inf", withscores=True),
             )
         except Exception as exc:
             raise StoreUnavailable(type(exc).__name__) from exc
@@ -164,7 +171,7 @@ class RedisStore:
         removed = 0
         try:
             async for key in self._redis.scan_iter(match=b"tipbox:answers:*", count=500):
-                removed += int(await self._redis.zremrangebyscore(key, "-inf", f"({today() - self.days}"))
+                removed += int(await self._redis.zremrangebyscore(key, "-inf", f"({_oldest(self.clock(), self.days)}"))
         except Exception as exc:
             raise StoreUnavailable(type(exc).__name__) from exc
         return removed
@@ -173,11 +180,11 @@ class RedisStore:
         await self._redis.aclose()
 
 
-def open_store(url: str, days: int) -> Store:
+def open_store(url: str, days: int, clock: Callable[[], float] = time.time) -> Store:
     """The store a `TIPBOX_ANSWERS_STORE` URL names: `sqlite:///relative.db`, `sqlite:////absolute.db`, `redis://`."""
     scheme = urlsplit(url).scheme
     if scheme in ("redis", "rediss"):
-        return RedisStore(url, days)
+        return RedisStore(url, days, clock)
     if scheme == "sqlite" and url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
-        return SqliteStore(Path(url[len("sqlite:///") :]), days)
+        return SqliteStore(Path(url[len("sqlite:///") :]), days, clock)
     raise ValueError(f"{url!r} is neither sqlite:///path nor redis://host:port/db")
