@@ -1,4 +1,4 @@
-"""The `tipbox` command: `serve` the form, `check` the configuration, print a `poster`."""
+"""The `tipbox` command: `serve` the form, `check` the configuration, print a `poster`, take an `answer`."""
 
 from __future__ import annotations
 
@@ -101,6 +101,33 @@ def _poster(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _answer(args: argparse.Namespace, settings: Settings) -> int:
+    """One officer's reply on standard input (a Postfix pipe transport or alias); sysexits codes for the MTA."""
+    import asyncio
+
+    from app.answers.command import EX_TEMPFAIL, answer, read_message
+    from app.answers.service import Answers
+    from app.delivery import Mailer
+    from app.main import smtp_server
+
+    logs.configure(os.environ.get("TIPBOX_LOG_LEVEL", "info"))
+    if not settings.answers_on:
+        print("tipbox: answer: answers are off (set TIPBOX_REPLY_TO)", file=sys.stderr)
+        return EX_TEMPFAIL  # the MTA keeps the reply until answers are configured
+    raw = read_message(sys.stdin.buffer)
+    answers = Answers(settings, settings.load_posts(), slots=2)
+    server = smtp_server(settings)
+    mailer = Mailer(server) if server is not None else None  # a development run has no SMTP server to confirm by
+
+    async def run() -> int:
+        try:
+            return await answer(raw, answers.ingestion, answers.sender(lambda: mailer) if mailer else None)
+        finally:
+            await answers.store.close()
+
+    return asyncio.run(run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tipbox", description="Anonymous tip box for border-guard posts.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     poster.add_argument("--png", action="store_true", help="also write a PNG preview beside the PDF (pdftoppm)")
     poster.add_argument("--font", type=Path, metavar="TTF", help="a TrueType font to use instead of the default")
     poster.set_defaults(run=_poster)
+    take = commands.add_parser("answer", help="take one officer's reply from standard input (for the MTA)")
+    take.set_defaults(run=_answer)
     return parser
 
 
@@ -136,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args, settings))
     except ConfigError as exc:
         print(f"tipbox: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return 75 if args.command == "answer" else 2  # EX_TEMPFAIL: the MTA keeps the reply, no bounce
 
 
 if __name__ == "__main__":
