@@ -20,7 +20,7 @@ OFFICER = "officer@post.test"
 TIPBOX = "tipbox@bienphong.test"
 SECRET = b"test-secret-key-0123456789abcdefghijklmnop"
 TIP_TEXT = "Có hai người lạ bán ma túy ở chợ phiên sáng thứ Bảy.\nNơi: Chợ Na Cô Sa"
-CODE = "4821 0937 5512 9634"
+CODE = "4821 0937 5512 9639"
 WHEN = datetime(2024, 5, 6, 10, 15)
 
 

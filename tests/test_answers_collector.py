@@ -21,8 +21,7 @@ from app.answers.collector import Collector, ImapAccount
 from app.answers.ingest import Ingestion, parse
 from app.answers.lookup import answers_for
 from app.answers.store import SqliteStore
-from app.delivery import Mailer, SmtpServer
-from app.mail import Wire
+from app.delivery import Mailer, SmtpServer, Wire
 from tests import replies
 from tests.mailsink import Sink, free_port
 from tests.mta import ANSWERS, PASSWORD, MailSystem, mail_system
@@ -119,7 +118,7 @@ def _setup(tmp_path: Path, system: MailSystem, sink: Sink, **account: object) ->
     mailer = Mailer(SmtpServer("127.0.0.1", sink.port, "none", timeout=5))
 
     async def send(recipient: str, data: bytes) -> None:
-        await mailer.send_wire(Wire(replies.TIPBOX, (recipient,), data))
+        await mailer.send(Wire(replies.TIPBOX, (recipient,), data))
 
     values: dict[str, object] = {
         "host": "127.0.0.1", "port": system.imap_port, "security": "none", "username": ANSWERS,

@@ -7,7 +7,7 @@ import pytest
 from app.answers import keys
 from tests.replies import CODE, SECRET
 
-OTHER_CODE = "4821 0937 5512 9642"
+OTHER_CODE = "4821 0937 5512 9647"
 
 
 def test_the_same_code_and_secret_give_the_same_key_pair() -> None:
