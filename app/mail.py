@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from jinja2 import Template, pass_eval_context
 from jinja2.nodes import EvalContext
@@ -22,7 +23,6 @@ from markupsafe import Markup
 
 from app import i18n, mime, receipts, rendering
 from app.answers import threads
-from app.attachments import Attachment
 from app.categories import CATEGORIES, category_for_tag
 from app.delivery import Wire
 from app.i18n import N_, VIETNAM_TIME
@@ -32,6 +32,20 @@ SUBJECT_TAG = "[Tin báo]"
 # How the email names a file's type, e.g. "Ảnh JPEG", "Ghi âm M4A".
 KIND_LABELS = {"photo": N_("Photo %(format)s"), "voice": N_("Voice recording %(format)s")}
 _FORMAT_NAMES = {"jpg": "JPEG"}
+
+Kind = Literal["photo", "voice"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A cleaned file, safe to forward (`app.attachments` makes it): named by its kind and position, never by the
+    phone's name."""
+
+    kind: Kind
+    index: int
+    filename: str
+    content_type: str
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)

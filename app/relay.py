@@ -13,7 +13,6 @@ from app.answers.bound import DerivationBound
 from app.attachments import TOO_LARGE, AttachmentError, Cleaner, Upload
 from app.categories import RECEIPT_TAGS
 from app.delivery import DeliveryError, Mailer
-from app.forms import Form
 from app.guard import Guard
 from app.i18n import N_
 from app.mail import Composer
@@ -26,6 +25,26 @@ logger = logging.getLogger(__name__)
 FILE_POSITION = N_("File %(position)d:")
 FILES_AGAIN = N_("The files were not sent: please choose them again.")
 FILE_INPUTS = ("photo", "voice")
+
+
+@dataclass(slots=True)
+class Form:
+    """A submitted form as `app.forms` read it: the text fields (last value wins) and the uploads, in the order they
+    arrived.
+
+    `over_budget`: the memory budget for uploads was full, so the files were dropped while the text was kept.
+    `too_large`: the body was over its limit, so the files were dropped while the text was kept.
+    `dropped`: the inputs whose files were dropped, in the order they came.
+    """
+
+    fields: dict[str, str] = field(default_factory=dict)
+    uploads: list[Upload] = field(default_factory=list)
+    over_budget: bool = False
+    too_large: bool = False
+    dropped: list[str] = field(default_factory=list)
+
+    def get(self, name: str) -> str:
+        return self.fields.get(name, "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,8 @@ from functools import partial
 from pathlib import Path
 
 from app import receipts
-from app.attachments import Attachment
 from app.categories import RECEIPT_TAGS
-from app.mail import Composer, Tip, as_bytes
+from app.mail import Attachment, Composer, Tip, as_bytes
 from app.settings import Post
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' reference writer

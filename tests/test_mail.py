@@ -14,9 +14,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from app import i18n, receipts, rendering, tips
-from app.attachments import Attachment
 from app.categories import RECEIPT_TAGS
-from app.mail import Composer, Tip, as_bytes, email_templates
+from app.mail import Attachment, Composer, Tip, as_bytes, email_templates
 from app.main import create_app
 from app.settings import Post, Settings
 from tests.helpers import post_tip

@@ -21,8 +21,9 @@ import anyio.to_thread
 
 from app.attachments import _common, mp3, mp4, ogg, webm
 from app.attachments._common import JPEG_QUALITY, MAX_PIXELS, MAX_SIDE, TooManyPixels
-from app.attachments.formats import FORMATS, Kind, sniff
+from app.attachments.formats import FORMATS, sniff
 from app.i18n import N_
+from app.mail import Attachment, Kind
 
 __all__ = [
     "FORMATS",
@@ -38,7 +39,6 @@ __all__ = [
     "Attachment",
     "AttachmentError",
     "Cleaner",
-    "Kind",
     "Upload",
     "check",
     "clean",
@@ -82,17 +82,6 @@ class Upload:
     kept."""
 
     field: str
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Attachment:
-    """A cleaned file, safe to forward: named by its kind and position, never by the phone's name."""
-
-    kind: Kind
-    index: int
-    filename: str
-    content_type: str
     data: bytes
 
 
