@@ -150,6 +150,21 @@ class Pages:
         cached = self._cached(key, render, token, language, gzip)
         return cached or self.form(post, language, path, hidden={name: token}, follow_up=follow_up)
 
+    def answers(
+        self, post: Post, language: str, path: str, *, code: str, status: int, notice: str | None = None,
+        code_error: str | None = None,
+    ) -> HTMLResponse:
+        """A small page for a lookup that was not done (busy, limited, a mistyped code): "Read answers", code kept.
+
+        A tenth of the full form's rendering: a hammered lookup costs the service little more than its answer.
+        """
+        here = f"{path}?lang={language}"
+        context = {
+            "post": post, "action": here, "languages": self._switch(post, language, path), "code": code,
+            "code_error": code_error, "answers": None, "notice": notice, "back": here,
+        }
+        return self._render("answers.html", language, status, context)
+
     def sent(self, post: Post, language: str, path: str, receipt: str, *, gzip: bool = False) -> Response:
         """The success page: shown only once the post's mail server accepted the tip."""
         back = f"{path}?lang={language}"

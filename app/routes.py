@@ -184,10 +184,13 @@ def add_form_routes(app: FastAPI, site: Site) -> None:
                 code=kept, status=status, **context,
             )
 
+        def refused(status: int, **context: Any) -> Response:
+            return site.pages.answers(post, language, path, code=kept, status=status, **context)
+
         if code is None:  # the check digit catches a typo before any key is derived
-            return page(422, code_error=gettext(BAD_RECEIPT))
+            return refused(422, code_error=gettext(BAD_RECEIPT))
         if not await site.guard.admit_lookup(request.scope.get(SOURCE_KEY)):
-            return page(429, notice=gettext(LOOKUPS_LIMITED))
+            return refused(429, notice=gettext(LOOKUPS_LIMITED))
         found: list[Answer] = []
         if site.answers is not None:
             try:
@@ -195,7 +198,7 @@ def add_form_routes(app: FastAPI, site: Site) -> None:
             except (Busy, StoreUnavailable) as exc:
                 if isinstance(exc, StoreUnavailable):
                     logger.error("answers lookup failed: the store is unavailable (%s)", exc)
-                return page(503, notice=gettext(ANSWERS_BUSY))
+                return refused(503, notice=gettext(ANSWERS_BUSY))
         shown = [(answer.at.astimezone(VIETNAM_TIME).strftime("%d/%m/%Y %H:%M"), answer.text) for answer in found]
         return page(answers=shown)
 

@@ -2,15 +2,22 @@
 
 Each derivation takes tens of milliseconds and 32 MiB (app.answers.keys). Tips wait for a slot (they are already
 past the guard's limits); a lookup that finds no free slot is told "busy, try again in a minute" at once, and
-lookups together never take the last slot, which stays for tips.
+lookups together never take the last slot, which stays for tips. The derivations run in threads of their own at the
+lowest CPU priority (nice 19, per thread on Linux): while lookups are hammered, the event loop serving the form
+(and everything else on a small VPS) still gets the CPU first, and derivations use what is left.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from app.answers import keys
+
+_NICE = 19
 
 
 class Busy(Exception):
@@ -32,15 +39,28 @@ class DerivationBound:
             raise ValueError("the derivation bound needs two slots: one is kept for tips")
         self._all = asyncio.Semaphore(self.slots)
         self._lookups = asyncio.Semaphore(self.slots - 1)
+        self._threads = ThreadPoolExecutor(self.slots, thread_name_prefix="tipbox-kdf", initializer=_lowest_priority)
+
+    async def _derive(self, code: str) -> keys.KeyPair:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, keys.derive, code, self.secret)
 
     async def for_tip(self, code: str) -> keys.KeyPair:
         """The key pair for a tip being sent: waits for a slot."""
         async with self._all:
-            return await asyncio.to_thread(keys.derive, code, self.secret)
+            return await self._derive(code)
 
     async def for_lookup(self, code: str) -> keys.KeyPair:
         """The key pair for a resident reading answers; raises `Busy` at once when no lookup slot is free."""
         if self._lookups.locked() or self._all.locked():
             raise Busy
         async with self._lookups, self._all:
-            return await asyncio.to_thread(keys.derive, code, self.secret)
+            return await self._derive(code)
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False)
+
+
+def _lowest_priority() -> None:
+    """Linux applies a nice value to one thread when given its thread id; elsewhere this is a no-op."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICE)

@@ -80,4 +80,5 @@ class Answers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        self.bound.close()
         await self.store.close()
