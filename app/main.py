@@ -11,7 +11,6 @@ from functools import partial
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
@@ -20,10 +19,10 @@ from app.answers.command import answer
 from app.answers.service import Answers
 from app.attachments import Cleaner
 from app.budget import MemoryBudget
+from app.compression import Compression
 from app.delivery import Mailer, SmtpServer
 from app.guard import Guard
 from app.mail import Composer
-from app.pagecache import GZIP_LEVEL
 from app.pages import Pages
 from app.privacy import PrivacyMiddleware, SourceKeys, content_security_policy
 from app.relay import Relay
@@ -140,13 +139,8 @@ def create_app(
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         return site.error_page(request, 400)
 
-    # Inside the privacy layer, so it sees only allowlisted headers (accept-encoding is one). The fresh form and the
-    # success page come compressed already (app/pagecache.py, same level): it passes those through. A poster PDF's
-    # streams are compressed already.
-    app.add_middleware(
-        GZipMiddleware, compresslevel=GZIP_LEVEL,
-        exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "application/pdf"),
-    )
     csp = content_security_policy([rendering.csp_hash(rendering.stylesheet())])
-    # Outermost, around FastAPI's own last-resort 500 page too: no layer sees the address, every answer the headers.
-    return PrivacyMiddleware(app, csp=csp, sources=SourceKeys(clock))
+    # Compression inside the privacy layer: it sees only allowlisted headers (accept-encoding is one); the fresh form
+    # and the success page come compressed already (app/pagecache.py) and pass through. Privacy outermost, around
+    # FastAPI's own last-resort 500 page too: no layer sees the address, every answer gets the security headers.
+    return PrivacyMiddleware(Compression(app), csp=csp, sources=SourceKeys(clock))

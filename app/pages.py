@@ -19,7 +19,7 @@ from app.settings import Post
 from app.tips import Problem
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-# A pre-compressed page says so itself; the GZipMiddleware leaves a response with a Content-Encoding alone.
+# A pre-compressed page says so itself; app.compression leaves a response with a Content-Encoding alone.
 GZIPPED = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
 HTML = "text/html; charset=utf-8"
 # Where "Leave quickly" goes; its page says nothing about tips.
@@ -197,6 +197,6 @@ class Pages:
 
 @functools.cache  # one entry per language and encoding
 def _kept_headers(language: str, *, gzip: bool) -> tuple[tuple[bytes, bytes], ...]:
-    """A kept page's headers, as `_render` gives a page rendered in full (and, compressed, as the GZipMiddleware)."""
+    """A kept page's headers, as `_render` gives a page rendered in full (and, compressed, as app.compression)."""
     headers = {"Content-Type": HTML, **NO_STORE, "Content-Language": language, **(GZIPPED if gzip else {})}
     return tuple((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items())

@@ -17,6 +17,7 @@ from app.answers.lookup import Answer
 from app.answers.service import Answers
 from app.answers.store import StoreUnavailable
 from app.budget import MemoryBudget
+from app.compression import accepts_gzip
 from app.forms import FormError, read_form
 from app.guard import SOURCE_KEY, TOKEN_FIELD, Guard
 from app.i18n import N_, VIETNAM_TIME
@@ -204,8 +205,8 @@ def add_form_routes(app: FastAPI, site: Site) -> None:
 
 
 def _gzip(request: Request) -> bool:
-    """Whether the phone takes gzip: kept pages are stored compressed (the test Starlette's GZipMiddleware makes)."""
-    return "gzip" in request.headers.get("accept-encoding", "")
+    """Whether the phone takes gzip: kept pages are stored compressed."""
+    return accepts_gzip(request.scope["headers"])
 
 
 def build_router(site: Site) -> APIRouter:
