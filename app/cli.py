@@ -82,6 +82,11 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
     print(f"configuration OK: {mode}")
     for post in posts.values():
         print(f"  /p/{post.slug}  {post.name}  → {post.mailbox}  [{', '.join(post.languages)}]")
+    if settings.answers_on:
+        collector = f"IMAP {settings.imap_host}:{settings.imap_port}" if settings.imap_host else (
+            "the dev mailbox" if settings.dev_mode else "tipbox answer only"
+        )
+        print(f"answers on: replies to {settings.reply_address} ({collector}), store {settings.answers_store_url}")
     return 0
 
 
