@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 import pytest
+from nacl.public import PrivateKey
 
 from app.answers import bound as bound_module
 from app.answers import keys
@@ -55,3 +56,25 @@ def test_slots() -> None:
     assert 2 <= default_slots() <= 4
     with pytest.raises(ValueError, match="two slots"):
         DerivationBound(SECRET, slots=1)
+
+
+def test_lookups_derive_at_the_lowest_cpu_priority_and_tips_do_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    seen: dict[str, int] = {}
+
+    def record(code: str, secret: bytes) -> keys.KeyPair:
+        seen[code] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        return keys.KeyPair(PrivateKey.generate())
+
+    monkeypatch.setattr(bound_module.keys, "derive", record)
+
+    async def scenario() -> None:
+        bound = DerivationBound(SECRET, slots=2)
+        await bound.for_lookup("lookup")
+        await bound.for_tip("tip")
+        bound.close()
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    asyncio.run(scenario())
+    assert seen == {"lookup": 19, "tip": base}
