@@ -13,6 +13,7 @@ from typing import Any
 from starlette.responses import HTMLResponse, Response
 
 from app import i18n, rendering
+from app.attachments import megabytes
 from app.categories import CATEGORIES
 from app.pagecache import Prepared, SlottedPage
 from app.settings import Post
@@ -128,7 +129,7 @@ class Pages:
             "answers": answers,
             "min_fill": f"{self.min_fill_seconds:g}",
             "max_upload": self.max_upload_bytes,
-            "max_upload_mb": max(1, round(self.max_upload_bytes / 1_000_000)),  # as app.attachments says it
+            "max_upload_mb": megabytes(self.max_upload_bytes),
         }
         return self._render("form.html", language, status, context)
 
