@@ -7,7 +7,7 @@ compressed or not, so a cache in between never hands a gzip body to a client tha
 A response that already has a Content-Encoding passes through untouched: the fresh form and the success page are
 kept compressed (`app.pagecache`), and they are most of the traffic. Starlette's GZipMiddleware does the same job
 with more generality (streams, excluded types, large bodies in a thread), and was measured in its place (issue 12):
-45,000 more CPU instructions per GET of the form through `tipbox serve`, 9.6 % of the whole request, where the
+45,686 more CPU instructions per GET of the form through `tipbox serve`, 9.7 % of the whole request, where the
 project's rule was to take the library unless it cost over 5 % (docs/benchmarks.md, "One router"). tipbox answers
 every request with one body message.
 """
