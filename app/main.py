@@ -62,15 +62,16 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     composer = Composer(settings.sender, settings.secret, settings.locales_dir)
     guard = Guard(settings, clock)
     logs.quiet_libraries()  # also when the embedder never called logs.configure (tests, another ASGI server)
-    cleaner = Cleaner(max_files=settings.max_files, max_bytes=settings.max_upload_bytes)
+    # Uploads are held in memory, never on disk: all requests together hold at most this much (app/budget.py), and
+    # each photo's or recording's decode reserves its memory there too.
+    budget = MemoryBudget(settings.upload_memory_bytes)
+    cleaner = Cleaner(max_files=settings.max_files, max_bytes=settings.max_upload_bytes, budget=budget)
     mailer = Mailer(server) if server else None
     relay = Relay(composer, mailer, max_text_chars=settings.max_text_chars, guard=guard, cleaner=cleaner)
     pages = Pages(
         dev_mode=settings.dev_mode, locales_dir=settings.locales_dir, min_fill_seconds=settings.min_fill_seconds,
         max_upload_bytes=settings.max_upload_bytes,
     )
-    # Uploads are held in memory, never on disk: all requests together hold at most this much (app/budget.py).
-    budget = MemoryBudget(settings.upload_memory_bytes)
     site = Site(settings=settings, posts=posts, pages=pages, relay=relay, budget=budget)
 
     @asynccontextmanager

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from app import receipts, tips
-from app.attachments import TOO_LARGE, AttachmentError, Cleaner, Upload
+from app.attachments import TOO_LARGE, AttachmentError, Busy, Cleaner, Upload
 from app.delivery import DeliveryError, Mailer
 from app.forms import Form
 from app.guard import Guard
@@ -94,6 +94,8 @@ class Relay:
                 attachments = await self.cleaner.clean(form.uploads)
             except AttachmentError as error:
                 return Outcome("invalid", values, problems=file_problems(form.uploads, error), token=check.token)
+            except Busy:  # a decode's memory does not fit in the upload budget now: as when the uploads did not
+                return Outcome("busy", values, token=check.token)
             form.uploads.clear()  # the originals are not needed any more: their memory is free before the email's
             tip = tips.make_tip(values, post, language, datetime.now(UTC), receipt, follow_up_to)
             message = self.composer.compose_wire(tip, attachments)

@@ -1,0 +1,188 @@
+"""app/attachments/images.py: photos re-encoded bare and upright; what a decode costs is known, and reserved,
+before it starts."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageCms
+
+from app import attachments
+from tests import media
+from tests.media import PHOTOS, clean_one, leaked, refusal
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def jpeg_markers(data: bytes) -> list[int]:
+    """The markers of a JPEG's segments before its scan."""
+    markers, pos = [], 2
+    while data[pos] == 0xFF and data[pos + 1] != 0xDA:
+        markers.append(data[pos + 1])
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return markers
+
+
+@pytest.mark.parametrize("kind", PHOTOS)
+def test_photo_metadata_is_gone_and_the_picture_stays(kind: str) -> None:
+    original = PHOTOS[kind]()
+    # The fixture really carries them: camera model, GPS seconds as EXIF rationals, the XMP GPS packet.
+    assert {media.MODEL.encode(), media.GPS_SECONDS, media.XMP_GPS.encode()} <= set(leaked(original))
+
+    attachment = clean_one(original)
+
+    assert (attachment.kind, attachment.filename, attachment.content_type) == ("photo", "photo-1.jpg", "image/jpeg")
+    assert leaked(attachment.data) == []
+    # JFIF header, quantisation and Huffman tables, frame: no APP1 (EXIF, XMP), APP2 (ICC), APP13 (IPTC), COM.
+    assert set(jpeg_markers(attachment.data)) == {0xE0, 0xDB, 0xC0, 0xC4}
+    with Image.open(io.BytesIO(attachment.data)) as image:
+        assert (image.format, image.mode, image.size) == ("JPEG", "RGB", (80, 40))
+        assert not image.getexif()
+        assert "icc_profile" not in image.info and "xmp" not in image.info and "comment" not in image.info
+        left, right = image.getpixel((10, 20)), image.getpixel((70, 20))
+    assert is_close(left, media.RED) and is_close(right, media.BLUE)
+
+
+def is_close(pixel: object, colour: tuple[int, int, int], tolerance: int = 40) -> bool:
+    assert isinstance(pixel, tuple)
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=True))
+
+
+@pytest.mark.parametrize("kind", PHOTOS)
+@pytest.mark.parametrize(
+    ("orientation", "size", "top", "bottom"),
+    [
+        (6, (40, 80), media.RED, media.BLUE),  # stored landscape, turned 90 degrees clockwise: a portrait
+        (8, (40, 80), media.BLUE, media.RED),
+        (3, (80, 40), None, None),
+    ],
+)
+def test_photos_arrive_upright(
+    kind: str, orientation: int, size: tuple[int, int], top: tuple[int, int, int] | None, bottom: object
+) -> None:
+    attachment = clean_one(PHOTOS[kind](orientation=orientation))  # type: ignore[call-arg]
+    with Image.open(io.BytesIO(attachment.data)) as image:
+        assert image.size == size
+        assert image.getexif().get(0x0112) is None
+        if top is None:  # upside down: the red half comes back to the right
+            assert is_close(image.getpixel((10, 20)), media.BLUE) and is_close(image.getpixel((70, 20)), media.RED)
+        else:
+            assert is_close(image.getpixel((20, 10)), top)
+            assert isinstance(bottom, tuple) and is_close(image.getpixel((20, 70)), bottom)
+
+
+def test_the_long_side_is_capped_after_turning_upright() -> None:
+    portrait = clean_one(media.jpeg(size=(3000, 1200), orientation=6))
+    with Image.open(io.BytesIO(portrait.data)) as image:
+        assert image.size == (1024, 2560)
+    small = clean_one(media.png(size=(3000, 1200)), max_side=600)
+    with Image.open(io.BytesIO(small.data)) as image:
+        assert image.size == (600, 240)
+
+
+def test_transparency_is_laid_on_white() -> None:
+    attachment = clean_one(media.png(alpha=True))
+    with Image.open(io.BytesIO(attachment.data)) as image:
+        assert image.mode == "RGB"
+        assert is_close(image.getpixel((10, 3)), (255, 255, 255), 8)
+        assert is_close(image.getpixel((10, 30)), media.RED)
+
+
+def test_an_icc_profile_is_applied_then_dropped() -> None:
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    out = io.BytesIO()
+    media.halves().save(out, "JPEG", icc_profile=profile)
+    attachment = clean_one(out.getvalue())
+    assert b"ICC_PROFILE" not in attachment.data
+    with Image.open(io.BytesIO(attachment.data)) as image:
+        assert is_close(image.getpixel((10, 20)), media.RED)
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "L", "P", "I;16", "LA", "1"])
+def test_other_pixel_formats_become_rgb(mode: str) -> None:
+    image = media.halves().convert("RGBA" if mode == "LA" else "RGB")
+    converted = image.convert(mode) if mode != "I;16" else Image.new("I;16", (80, 40), 65535)
+    out = io.BytesIO()
+    converted.save(out, "JPEG" if mode == "CMYK" else "PNG")
+    attachment = clean_one(out.getvalue())
+    with Image.open(io.BytesIO(attachment.data)) as cleaned:
+        assert (cleaned.mode, cleaned.size) == ("RGB", (80, 40))
+        if mode == "I;16":
+            assert is_close(cleaned.getpixel((5, 5)), (255, 255, 255), 4)
+
+
+def test_an_animated_webp_leaves_as_its_first_frame() -> None:
+    frames = [media.halves(), media.halves().transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    out = io.BytesIO()
+    frames[0].save(out, "WEBP", save_all=True, append_images=frames[1:], duration=100, lossless=True)
+    with Image.open(io.BytesIO(clean_one(out.getvalue()).data)) as image:
+        assert is_close(image.getpixel((10, 20)), media.RED)
+
+
+@pytest.mark.parametrize(
+    ("data", "limits"),
+    [
+        (media.png_header(50_000, 50_000), {}),  # Pillow's own DecompressionBombError
+        (media.png_header(10_000, 9_000), {}),  # Pillow's DecompressionBombWarning (an error under pytest)
+        (media.png_header(8_000, 8_000), {}),  # under Pillow's limits, over ours
+        (media.jpeg_header(60_000, 60_000), {}),
+        (media.jpeg(), {"max_pixels": 3_000}),
+    ],
+    ids=["png-50000", "png-90mp", "png-64mp", "jpeg-60000", "max-pixels"],
+)
+def test_too_many_pixels_are_refused_before_decoding(data: bytes, limits: dict[str, int]) -> None:
+    started = time.perf_counter()
+    error = refusal(data, **limits)
+    assert time.perf_counter() - started < 0.5
+    assert (error.position, error.reason) == (1, attachments.PHOTO_TOO_LARGE)
+
+
+def test_a_50000_pixel_square_png_is_refused_fast_with_bounded_memory() -> None:
+    # A fresh process, so its peak resident size is its own: imports, then the refusal.
+    script = """
+import json, resource, time
+from app.attachments import AttachmentError, clean
+from app.attachments import Upload
+from tests.media import png_header
+data = png_header(50_000, 50_000)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+started = time.perf_counter()
+try:
+    clean([Upload("photo", data)], max_files=5, max_bytes=20_000_000)
+except AttachmentError as exc:
+    reason = exc.reason
+seconds = time.perf_counter() - started
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"seconds": seconds, "grew_kb": after - before, "reason": reason, "size": len(data)}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    result = json.loads(done.stdout)
+    assert result["reason"] == attachments.PHOTO_TOO_LARGE
+    assert result["seconds"] < 0.2
+    assert result["grew_kb"] < 20_000  # decoding would need 7.5 GB
+    assert result["size"] < 2_000
+
+
+@pytest.mark.parametrize("kind", PHOTOS)
+def test_a_truncated_photo_is_refused(kind: str) -> None:
+    data = PHOTOS[kind]()
+    error = refusal(data[: len(data) * 2 // 3])
+    assert error.reason in (attachments.PHOTO_UNREADABLE, attachments.NOT_ACCEPTED)
+
+
+def test_a_multi_picture_jpeg_leaves_as_its_main_picture() -> None:
+    out = io.BytesIO()
+    second = media.halves().transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    media.halves().save(out, "MPO", save_all=True, append_images=[second], exif=media.exif())
+    attachment = clean_one(out.getvalue())
+    assert leaked(attachment.data) == []
+    with Image.open(io.BytesIO(attachment.data)) as image:
+        assert image.format == "JPEG" and is_close(image.getpixel((10, 20)), media.RED)
