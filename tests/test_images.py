@@ -3,18 +3,22 @@ before it starts."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageCms
 
 from app import attachments
-from tests import media
+from app.attachments import MAX_PIXELS, MAX_SIDE, Busy, images, sniff
+from app.attachments._common import TooManyPixels
+from tests import hostile, media
 from tests.media import PHOTOS, clean_one, leaked, refusal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,3 +190,79 @@ def test_a_multi_picture_jpeg_leaves_as_its_main_picture() -> None:
     assert leaked(attachment.data) == []
     with Image.open(io.BytesIO(attachment.data)) as image:
         assert image.format == "JPEG" and is_close(image.getpixel((10, 20)), media.RED)
+
+
+ATTACKS = {
+    "webp-7060x7060-rgba": lambda: hostile.webp_declaring(7060, 7060),  # 121 KB took a server to 920 MiB
+    "png-palette-50mp": lambda: hostile.png_flat(7071, 7071),  # 50 KB, 700 MiB
+    "heic-rgba-50mp": lambda: hostile.heic_declaring(8165, 6124),  # 24 KB, 522 MiB
+    "png-rgba-over-cap": lambda: hostile.png_flat(4000, 3001, colour_type=6),
+}
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+def test_small_files_declaring_huge_pictures_are_refused_before_anything_is_decoded(name: str) -> None:
+    reserved: list[int] = []
+
+    @contextlib.contextmanager
+    def reserve(size: int) -> Iterator[None]:
+        reserved.append(size)
+        yield
+
+    data = ATTACKS[name]()
+    assert len(data) < 200_000
+    with pytest.raises(TooManyPixels):
+        images.clean_photo(data, sniff(data) or "", max_pixels=MAX_PIXELS, max_side=MAX_SIDE, reserve=reserve)
+    assert reserved == []  # refused from the header: nothing was about to be decoded
+
+
+@pytest.mark.parametrize(
+    ("data", "detected"),
+    [
+        (hostile.png_flat(4000, 3000, colour_type=6), "png"),  # at the PNG cap, RGBA: the worst PNG accepted
+        (media.jpeg((3000, 2000)), "jpeg"),
+        (media.heic((600, 400)), "heif"),
+        (media.webp((600, 400)), "webp"),
+    ],
+    ids=["png-rgba-12mp", "jpeg", "heif", "webp"],
+)
+def test_a_decode_reserves_its_memory_first_and_busy_stops_it(data: bytes, detected: str) -> None:
+    reserved: list[int] = []
+
+    @contextlib.contextmanager
+    def reserve(size: int) -> Iterator[None]:
+        reserved.append(size)
+        yield
+
+    images.clean_photo(data, detected, max_pixels=MAX_PIXELS, max_side=MAX_SIDE, reserve=reserve)
+    assert len(reserved) == 1 and reserved[0] <= images.MAX_DECODE_BYTES
+    if detected == "png":  # 12 MP of RGBA: about 8 bytes a pixel while it is decoded
+        assert reserved[0] > 12_000_000 * 8
+
+    def full(size: int) -> Iterator[None]:
+        raise Busy
+
+    with pytest.raises(Busy):
+        images.clean_photo(data, detected, max_pixels=MAX_PIXELS, max_side=MAX_SIDE, reserve=full)  # type: ignore[arg-type]
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale() -> None:
+    full = images.decode_cost("jpeg", "RGB", (8000, 6000), (2560, 1920))
+    reserved: list[int] = []
+
+    @contextlib.contextmanager
+    def reserve(size: int) -> Iterator[None]:
+        reserved.append(size)
+        yield
+
+    out = images.clean_photo(media.jpeg((8000, 6000), metadata=False), "jpeg", max_pixels=MAX_PIXELS,
+                             max_side=MAX_SIDE, reserve=reserve)  # fmt: skip
+    assert reserved[0] < full / 2  # decoded at half scale: a quarter of the pixels
+    with Image.open(io.BytesIO(out)) as image:
+        assert image.size == (2560, 1920)
+
+
+def test_a_heic_is_narrowed_band_by_band_with_the_same_picture() -> None:
+    with Image.open(io.BytesIO(clean_one(media.heic((3000, 1200))).data)) as image:
+        assert image.size == (2560, 1024)
+        assert is_close(image.getpixel((100, 500)), media.RED) and is_close(image.getpixel((2400, 500)), media.BLUE)

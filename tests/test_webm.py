@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from app.attachments import ogg, webm
-from tests import media
-from tests.media import leaked
+from tests import hostile, media
+from tests.media import clean_one, leaked
 
 
 def test_the_vorbis_comment_inside_webm_codec_private_is_replaced() -> None:
@@ -17,3 +19,23 @@ def test_the_vorbis_comment_inside_webm_codec_private_is_replaced() -> None:
     cleaned = webm.vorbis_private(private + ident + comment + setup)
     assert leaked(cleaned) == []
     assert cleaned.startswith(b"\x02" + bytes([len(ident)])) and ident in cleaned and cleaned.endswith(setup)
+
+
+def test_bytes_after_the_opus_codec_private_never_reach_the_output() -> None:
+    segment, tracks, entry, private = 0x18538067, 0x1654AE6B, 0xAE, 0x63A2
+    smuggling = hostile.webm_grown(media.webm(), [segment, tracks, entry, private], hostile.MARKER)
+    assert hostile.MARKER in smuggling
+    cleaned = clean_one(smuggling).data
+    assert hostile.MARKER not in cleaned and leaked(cleaned) == []
+    assert media.decoded_seconds(cleaned) == pytest.approx(1.0, abs=0.1)
+    assert webm.clean_webm(cleaned) == cleaned  # every byte a parsed value or a block
+
+
+def test_bytes_after_the_vorbis_identification_header_never_reach_the_output() -> None:
+    pages = ogg.read_pages(media.ogg_vorbis())
+    ident = next(pages).body
+    (comment, setup), _ = ogg.read_headers(pages, 2)
+    smuggled = ident + hostile.MARKER
+    private = b"\x02" + bytes([len(smuggled)]) + b"\xff" * (len(comment) // 255) + bytes([len(comment) % 255])
+    cleaned = webm.vorbis_private(private + smuggled + comment + setup)
+    assert hostile.MARKER not in cleaned and cleaned.endswith(setup)

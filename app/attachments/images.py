@@ -23,21 +23,23 @@ logs.quiet_libraries()
 pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 # The pixels a photo may declare, by format. Phone cameras write JPEG (up to 48-50 MP, decoded at a reduced scale)
-# and HEIC (12-24 MP by default, 48 MP in "max" modes); PNG and WebP are screenshots and pictures from the web, a
-# few MP, and their decoders hold several full-size copies (`_BYTES_PER_PIXEL`).
-FORMAT_PIXELS = {"jpeg": 50_000_000, "heif": 50_000_000, "png": 12_000_000, "webp": 8_000_000}
-# The most one photo's decode may take: a photo that would need more is refused as too big (docs/benchmarks.md).
-MAX_DECODE_BYTES = 180 * MB
+# and HEIC (12-24 MP by default; libheif decodes the whole picture, so the 48 MP of "max" modes would take some
+# 230 MB); PNG and WebP are screenshots and pictures from the web, a few MP, and their decoders hold several
+# full-size copies (`_BYTES_PER_PIXEL`).
+FORMAT_PIXELS = {"jpeg": 50_000_000, "heif": 25_000_000, "png": 12_000_000, "webp": 6_000_000}
+# The most one photo's decode may take: a photo that would need more is refused as too big. With the file itself
+# it fits the default 200 MB upload budget (docs/benchmarks.md).
+MAX_DECODE_BYTES = 190 * MB
 # Bytes per decoded pixel while a photo is decoded, by format and mode: the decoder's own buffers, Pillow's image
 # (4 bytes a pixel for every colour mode) and any full-size conversion. Measured in benchmarks/attachments.py,
 # rounded up; unknown modes take the format's largest figure.
 _BYTES_PER_PIXEL: dict[str, dict[str, float]] = {
     "jpeg": {"L": 1, "RGB": 4, "CMYK": 4},
-    "png": {"1": 5, "L": 1, "LA": 8, "P": 9, "RGB": 4, "RGBA": 8, "I": 9, "I;16": 11, "I;16B": 11},
+    "png": {"1": 5, "L": 1, "LA": 8, "P": 5, "PA": 9, "RGB": 4, "RGBA": 8, "I": 9, "I;16": 7, "I;16B": 7},
     "webp": {"RGB": 12, "RGBA": 16},
-    "heif": {"L": 6, "RGB": 6, "RGBA": 7},  # libheif's planes and its RGB(A) buffer; Pillow gets bands only
+    "heif": {"L": 4, "RGB": 4, "RGBA": 5},  # libheif's planes and its RGB(A) buffer; Pillow gets bands only
 }
-_SLACK = 16 * MB  # the encoder, the JPEG written, libraries' small buffers
+_SLACK = 4 * MB  # libraries' small buffers (the picture written is counted with the target size)
 _HEIF_BAND = 256  # rows of a HEIC picture converted and narrowed at a time
 
 _PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
@@ -58,9 +60,7 @@ _RESIZABLE = {"RGB", "RGBA", "L", "LA", "CMYK"}
 _JPEG_ALLOWED = {0xE0, 0xDB, 0xC4, 0xC0, 0xC1, 0xC2, 0xDD}
 
 
-def clean_photo(
-    data: bytes, detected: str, *, max_pixels: int, max_side: int, reserve: Reserve, max_decode: int = MAX_DECODE_BYTES
-) -> bytes:
+def clean_photo(data: bytes, detected: str, *, max_pixels: int, max_side: int, reserve: Reserve) -> bytes:
     image: Image.Image | None = None
     if detected == "heif":
         heif = _open_heif(data)
@@ -75,7 +75,7 @@ def clean_photo(
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise TooManyPixels from exc
         width, height = image.size
-        mode, orientation = image.mode, _orientation(image)
+        mode, orientation = image.mode, 0  # read once the memory is reserved: a PNG's EXIF may follow its pixels
         icc = image.info.get("icc_profile") if image.mode in ("RGB", "RGBA") else None
     if width < 1 or height < 1 or width * height > min(max_pixels, FORMAT_PIXELS[detected]):
         raise TooManyPixels
@@ -86,10 +86,13 @@ def clean_photo(
         # Decode at 1/2, 1/4 or 1/8 scale straight from the DCT when that still covers the target size.
         image.draft("RGB", target)
         width, height = image.size
+    if image is not None and mode == "P" and "transparency" in image.info:
+        mode = "PA"  # a palette with transparency goes through RGBA on its way to RGB
     cost = decode_cost(detected, mode, (width, height), target, _progressive_coefficients(image, full))
-    if cost > max_decode:
+    if cost > MAX_DECODE_BYTES:
         raise TooManyPixels
     with reserve(cost):
+        orientation = _orientation(image) if image is not None else orientation
         picture = _decode(image, target) if image is not None else _decode_heif(heif, target)
         picture = _flatten(picture)
         if icc:
