@@ -13,16 +13,15 @@ from typing import Any
 from starlette.responses import HTMLResponse, Response
 
 from app import i18n, rendering
+from app.categories import CATEGORIES
 from app.pagecache import Prepared, SlottedPage
 from app.settings import Post
-from app.tips import CATEGORIES, Problem
+from app.tips import Problem
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-# A pre-compressed page says so itself; app.compression leaves a response with a Content-Encoding alone.
+# A pre-compressed page says so itself; the GZipMiddleware leaves a response with a Content-Encoding alone.
 GZIPPED = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
 HTML = "text/html; charset=utf-8"
-TOKEN_CHARS = 48  # app.guard's form token
-RECEIPT_CHARS = 19  # app.receipts' code, "0000 0000 0000 0000"
 # Where "Leave quickly" goes; its page says nothing about tips.
 NEUTRAL_PATH = "/calendar"
 _WEEKDAYS = ("T2", "T3", "T4", "T5", "T6", "T7", "CN")
@@ -61,14 +60,16 @@ class Pages:
         return env.get_template(template).render({**defaults, **context})
 
     def _cached(
-        self, key: tuple[str | bool, ...], render: Callable[[str], str], length: int, value: str, language: str,
-        gzip: bool,
+        self, key: tuple[str | bool, ...], render: Callable[[str], str], value: str, language: str, gzip: bool
     ) -> Response | None:
-        """The kept page for `key` with `value` in its slot; None if `value` cannot go in a slot unescaped."""
+        """The kept page for `key` with `value` in its slot; None if `value` cannot go in the slot unescaped.
+
+        The slot is as long as the first value (a form token, a receipt code: each always the same length).
+        """
         page = self.kept.get(key)
         if page is None:
             # Keys come from the configuration (posts, their languages, four addresses), never from a request.
-            page = self.kept[key] = SlottedPage.render(render, length)
+            page = self.kept[key] = SlottedPage.render(render, len(value))
         try:
             body = page.gzip(value) if gzip else page.identity(value)
         except ValueError:  # the value does not fit the slot
@@ -137,7 +138,7 @@ class Pages:
             return bytes(html).decode("utf-8")
 
         key = ("form", post.slug, language, path, name, follow_up)
-        cached = self._cached(key, render, TOKEN_CHARS, token, language, gzip)
+        cached = self._cached(key, render, token, language, gzip)
         return cached or self.form(post, language, path, hidden={name: token}, follow_up=follow_up)
 
     def sent(self, post: Post, language: str, path: str, receipt: str, *, gzip: bool = False) -> Response:
@@ -147,7 +148,7 @@ class Pages:
         def render(value: str) -> str:
             return self._html("sent.html", language, {"post": post, "receipt": value, "back": back})
 
-        cached = self._cached(("sent", post.slug, language, path), render, RECEIPT_CHARS, receipt, language, gzip)
+        cached = self._cached(("sent", post.slug, language, path), render, receipt, language, gzip)
         return cached or self._render("sent.html", language, 200, {"post": post, "receipt": receipt, "back": back})
 
     def error(self, language: str, status: int, message: str, back: str | None = None) -> HTMLResponse:
@@ -170,6 +171,6 @@ class Pages:
 
 @functools.cache  # one entry per language and encoding
 def _kept_headers(language: str, *, gzip: bool) -> tuple[tuple[bytes, bytes], ...]:
-    """A kept page's headers, as `_render` gives a page rendered in full (and, compressed, as app.compression)."""
+    """A kept page's headers, as `_render` gives a page rendered in full (and, compressed, as the GZipMiddleware)."""
     headers = {"Content-Type": HTML, **NO_STORE, "Content-Language": language, **(GZIPPED if gzip else {})}
     return tuple((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items())

@@ -18,10 +18,10 @@ from fastapi.testclient import TestClient
 
 from app.attachments import AttachmentError, Busy, Cleaner, Upload, audio_cost
 from app.budget import MemoryBudget
-from app.main import create_app
+from app.main import build_site, create_app
 from app.settings import Settings
 from tests import hostile, media
-from tests.conftest import app_state, form_fields, hidden_fields, wait_until_responds
+from tests.helpers import form_fields, hidden_fields, wait_until_responds
 from tests.mailsink import Sink, free_port
 
 MB = 1_000_000
@@ -87,14 +87,14 @@ async def _recording_within_its_reservation() -> None:
 def test_busy_cleaning_gives_the_form_back_with_the_text(sink: Sink, make_settings: Callable[..., Settings]) -> None:
     # The photo's bytes fit (2 MB budget), its decode (some 50 MB) does not.
     photo = media.jpeg((3000, 2000), metadata=False)
-    app = create_app(make_settings(sink, upload_memory_bytes=2 * MB))
-    with TestClient(app) as client:
+    site = build_site(make_settings(sink, upload_memory_bytes=2 * MB))
+    with TestClient(create_app(site.settings, site=site)) as client:
         fields = {**form_fields(client), "category": "drugs", "what": "Người lạ chở hàng qua suối", "where": "Bản Nậm"}
         page = client.post("/", data=fields, files=[("photo", ("IMG_1.jpg", photo, "image/jpeg"))])
         assert page.status_code == 503
         assert "Lúc này có quá nhiều tệp đang được gửi" in page.text
         assert 'value="Bản Nậm"' in page.text and "Người lạ chở hàng qua suối" in page.text
-        assert app_state(app).budget.used == 0
+        assert site.budget.used == 0
     assert sink.handler.messages == []
 
 

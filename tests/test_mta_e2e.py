@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from tests import media
-from tests.conftest import hidden_fields
+from tests.helpers import hidden_fields
 from tests.mailsink import free_port
 from tests.mta import OFFICER, MailSystem, mail_system
 

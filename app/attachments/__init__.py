@@ -24,8 +24,9 @@ import anyio.to_thread
 
 from app.attachments import mp3, mp4, ogg, webm
 from app.attachments._common import JPEG_QUALITY, MAX_PIXELS, MAX_SIDE, MB, Busy, Reserve, TooManyPixels, unbounded
-from app.attachments.formats import FORMATS, Kind, sniff
+from app.attachments.formats import FORMATS, sniff
 from app.i18n import N_
+from app.mail import Attachment, Kind
 
 __all__ = [
     "FORMATS",
@@ -42,7 +43,6 @@ __all__ = [
     "AttachmentError",
     "Busy",
     "Cleaner",
-    "Kind",
     "Upload",
     "check",
     "clean",
@@ -85,17 +85,6 @@ class Upload:
     kept."""
 
     field: str
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Attachment:
-    """A cleaned file, safe to forward: named by its kind and position, never by the phone's name."""
-
-    kind: Kind
-    index: int
-    filename: str
-    content_type: str
     data: bytes
 
 
