@@ -65,11 +65,16 @@ def build_site(settings: Settings, clock: Callable[[], float] = time.time) -> Si
     server = smtp_server(settings)
     composer = Composer(settings.sender, settings.secret, settings.locales_dir)
     relay = Relay(
-        composer, Mailer(server) if server else None, max_text_chars=settings.max_text_chars, guard=guard,
+        composer,
+        Mailer(server) if server else None,
+        max_text_chars=settings.max_text_chars,
+        guard=guard,
         cleaner=cleaner,
     )
     pages = Pages(
-        dev_mode=settings.dev_mode, locales_dir=settings.locales_dir, min_fill_seconds=settings.min_fill_seconds,
+        dev_mode=settings.dev_mode,
+        locales_dir=settings.locales_dir,
+        min_fill_seconds=settings.min_fill_seconds,
         max_upload_bytes=settings.max_upload_bytes,
     )
     return Site(settings=settings, posts=settings.load_posts(), pages=pages, relay=relay, guard=guard, budget=budget)
@@ -127,7 +132,8 @@ def create_app(
     # success page come compressed already (app/pagecache.py, same level): it passes those through. A poster PDF's
     # streams are compressed already.
     app.add_middleware(
-        GZipMiddleware, compresslevel=GZIP_LEVEL,
+        GZipMiddleware,
+        compresslevel=GZIP_LEVEL,
         exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "application/pdf"),
     )
     csp = content_security_policy([rendering.csp_hash(rendering.stylesheet())])

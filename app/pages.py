@@ -124,7 +124,13 @@ class Pages:
         return self._render("form.html", language, status, context)
 
     def fresh_form(
-        self, post: Post, language: str, path: str, hidden: tuple[str, str], *, follow_up: bool = False,
+        self,
+        post: Post,
+        language: str,
+        path: str,
+        hidden: tuple[str, str],
+        *,
+        follow_up: bool = False,
         gzip: bool = False,
     ) -> Response:
         """The form as first served, from the kept page: the bytes `form` renders with this `hidden` field.

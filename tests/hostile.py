@@ -71,9 +71,9 @@ def aac_sample_entry() -> bytes:
     return data[pos : pos + int.from_bytes(data[pos : pos + 4], "big")]
 
 
-def m4a_chunks(chunks: int, sample_size: int = 1) -> bytes:
-    """An AAC M4A whose every sample is a chunk of its own, `sample_size` bytes each: 2.2 million one-byte chunks
-    make a 20 MB file whose tables a naive cleaner holds as some 700 MB of Python objects."""
+def m4a_chunks(chunks: int, sample_size: int = 1, seconds: int = 7200) -> bytes:
+    """An AAC M4A whose every sample is a chunk of its own, `sample_size` bytes each, declaring `seconds`: 2.2
+    million one-byte chunks make a 20 MB file whose tables a naive cleaner holds as some 700 MB of Python objects."""
     ftyp = box(b"ftyp", b"M4A \0\0\0\0M4A isom")
     mdat_start = len(ftyp) + 8
     full = bytes(4)
@@ -87,9 +87,9 @@ def m4a_chunks(chunks: int, sample_size: int = 1) -> bytes:
         box(b"stco", full, struct.pack(">I", chunks), offsets),
     )
     minf = box(b"minf", box(b"smhd", bytes(8)), stbl)
-    mdhd = box(b"mdhd", full, bytes(8), struct.pack(">II", 44100, 1024 * chunks), b"\x55\xc4\0\0")
+    mdhd = box(b"mdhd", full, bytes(8), struct.pack(">II", 44100, 44100 * seconds), b"\x55\xc4\0\0")
     mdia = box(b"mdia", mdhd, box(b"hdlr", bytes(8), b"soun", bytes(13)), minf)
-    mvhd = box(b"mvhd", full, bytes(8), struct.pack(">II", 1000, 1000 * chunks // 43), bytes(80))
+    mvhd = box(b"mvhd", full, bytes(8), struct.pack(">II", 1000, 1000 * seconds), bytes(80))
     moov = box(b"moov", mvhd, box(b"trak", box(b"tkhd", full, bytes(80)), mdia))
     return ftyp + box(b"mdat", bytes(sample_size * chunks)) + moov
 

@@ -75,7 +75,7 @@ _AUDIO: dict[str, Callable[[bytes], bytes]] = {
 # The most memory cleaning a recording takes, per byte of the file: the rebuilt file, built twice (the check cleans
 # it again), and the parsed tables and frame lists, which the files' own sizes bound (a sample needs at least its
 # 4-byte size entry, a page its 27-byte header). Measured on hostile files in benchmarks/attachments.py.
-_AUDIO_BYTES_PER_BYTE = {"m4a": 8, "3gp": 8, "mp3": 4, "amr": 4, "ogg": 12, "webm": 12}
+_AUDIO_BYTES_PER_BYTE = {"m4a": 6, "3gp": 6, "mp3": 4, "amr": 3, "ogg": 4, "webm": 5}
 _AUDIO_SLACK = 8 * MB
 
 

@@ -12,6 +12,7 @@ MAX_PIXELS = 50_000_000  # 48 and 50 MP phone photos pass; Pillow's own bomb war
 MAX_SIDE = 2560
 JPEG_QUALITY = 85
 MB = 1_000_000
+MAX_SECONDS = 3 * 3600  # the longest recording accepted: a voice note is minutes long (CPU and memory per file)
 
 # A cleaner calls `reserve(size)` with the bytes a decode will take before it starts, and holds the context while
 # it runs; `reserve` raises `Busy` when the memory is not free (app.budget counts it with the uploads).

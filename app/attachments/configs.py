@@ -1,5 +1,5 @@
-"""Codec configurations, parsed and written back from their fields: MPEG-4 esds (with its AudioSpecificConfig),
-3GPP damr, Opus (dOps in MP4, OpusHead in Ogg and WebM) and the Vorbis identification header.
+"""Codec configurations, parsed and written back from their fields: an MP4 audio sample entry and its esds (with
+its AudioSpecificConfig), damr or dOps; Opus's OpusHead (Ogg and WebM) and the Vorbis identification header.
 
 Each writer emits the fields the decoder needs at their defined lengths and nothing else, so bytes appended to a
 configuration, or hidden in its optional parts (an ES descriptor's URL, an encoder's vendor code), never leave.
@@ -7,9 +7,13 @@ configuration, or hidden in its optional parts (an ES descriptor's URL, an encod
 
 from __future__ import annotations
 
+import functools
+import itertools
 import struct
+from collections.abc import Callable
 
 from app.attachments._common import Unclean
+from app.attachments.boxes import box, boxes, children
 
 _MPEG4_AUDIO, _MPEG2_AAC, _MP3 = {0x40}, {0x66, 0x67, 0x68}, {0x69, 0x6B}
 _GENERAL_AUDIO = {1, 2, 3, 4, 6, 7}  # AAC main, LC, SSR, LTP; scalable; TwinVQ: GASpecificConfig
@@ -175,3 +179,38 @@ def vorbis_identification(packet: bytes) -> bytes:
     if version or not channels or not rate or not packet[29] & 1:
         raise Unclean("bad Vorbis header")
     return b"\x01vorbis" + struct.pack("<IBIiiiB", 0, channels, rate, maximum, nominal, minimum, blocks) + b"\x01"
+
+
+# Sample entry → its codec configuration box and the function that rebuilds its payload (None: it has none).
+_CONFIGS: dict[bytes, tuple[bytes, Callable[[bytes], bytes]] | None] = {
+    b"mp4a": (b"esds", esds),
+    b"samr": (b"damr", damr),
+    b"sawb": (b"damr", damr),
+    b"Opus": (b"dOps", functools.partial(opus, ogg=False)),
+    b".mp3": None, b"sowt": None, b"twos": None, b"ulaw": None, b"alaw": None,
+}  # fmt: skip
+
+
+def sample_entry(stsd: bytes) -> bytes:
+    """An stsd payload's one audio sample entry, rebuilt: its audio fields and its codec configuration, no other
+    child (a location box nested in it, say)."""
+    if len(stsd) < 8 or int.from_bytes(stsd[4:8], "big") != 1:
+        raise Unclean("not one sample description")
+    entries = list(itertools.islice(boxes(stsd, 8, len(stsd)), 2))
+    if len(entries) != 1 or entries[0][0] not in _CONFIGS or entries[0][2] - entries[0][1] < 28:
+        raise Unclean("unknown audio codec")
+    kind, start, end = entries[0]
+    version = int.from_bytes(stsd[start + 8 : start + 10], "big")
+    if version > 1:
+        raise Unclean("unknown sample entry version")
+    channels, bits = struct.unpack_from(">HH", stsd, start + 16)
+    rate = int.from_bytes(stsd[start + 24 : start + 28], "big")
+    fields = struct.pack(">6xH8xHH4xI", 1, channels, bits, rate)  # QuickTime's version 1 fields are not needed
+    config = _CONFIGS[kind]
+    if config is None:
+        return box(kind, fields)
+    child, rebuild = config
+    found = children(stsd, start + 28 + (16 if version else 0), end).get(child)
+    if found is None:
+        raise Unclean("no codec configuration")
+    return box(kind, fields, box(child, rebuild(stsd[slice(*found)])))

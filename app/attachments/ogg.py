@@ -15,11 +15,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from app.attachments import configs
-from app.attachments._common import Unclean, checked, settled
+from app.attachments._common import MAX_SECONDS, Unclean, checked, settled
 
 _OGG_HEADERS = {b"OpusHead": (b"OpusTags", 2), b"\x01vorbis": (b"\x03vorbis", 3)}
 _OGG_SERIAL = 0x74697062  # one fixed stream serial number for every file, so no two files can be linked by it
 _BITSWAP = bytes(int(f"{value:08b}"[::-1], 2) for value in range(256))
+# Pages in a recording of the longest length accepted, at one page a 20 ms packet (recorders write one a second):
+# past that, a file of tiny pages is refused before its walk costs seconds of CPU.
+_MAX_PAGES = MAX_SECONDS * 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,8 @@ def _rebuild(data: bytes) -> bytes:
     for page in itertools.chain((audio,), pages):
         out += _ogg_page(page.flags & 0x05, page.granule, sequence, page.lacing, page.body)
         sequence += 1
+        if sequence > _MAX_PAGES:
+            raise Unclean("longer than a recording may be")
     return bytes(out)
 
 

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Iterator
 
 from app.attachments import configs
-from app.attachments._common import Unclean, settled
+from app.attachments._common import MAX_SECONDS, Unclean, settled
 from app.attachments.ogg import empty_comment
 
 _EBML, _SEGMENT, _INFO, _TRACKS, _CLUSTER = 0x1A45DFA3, 0x18538067, 0x1549A966, 0x1654AE6B, 0x1F43B675
@@ -26,6 +26,7 @@ _SIMPLE_BLOCK, _BLOCK_GROUP, _BLOCK, _CLUSTER_TIME = 0xA3, 0xA0, 0xA1, 0xE7
 _GROUP_KEEP = {0xA1, 0x9B, 0xFB, 0x75A2}  # block, duration, reference, discard padding
 _GROUP_INTS = {0x9B: False, 0xFB: True, 0x75A2: True}  # (signed)
 _WEBM_CODECS = {b"A_OPUS", b"A_VORBIS"}
+_MAX_RATE = 50  # blocks a second at most: a recorder writes one a 20 ms frame, or fewer (laced)
 
 
 def _vint(data: bytes, pos: int, *, marker: bool) -> tuple[int, int, bool]:
@@ -72,11 +73,17 @@ def _cluster_end(data: bytes, pos: int, end: int) -> int:
     return end
 
 
+def _head(element: int, size: int) -> bytes:
+    """An element's ID and its size, in the fewest bytes."""
+    length = next(n for n in range(1, 9) if size < (1 << (7 * n)) - 1)
+    return element.to_bytes((element.bit_length() + 7) // 8, "big") + ((1 << (7 * length)) | size).to_bytes(
+        length, "big"
+    )
+
+
 def _ebml(element: int, *payload: bytes) -> bytes:
     body = b"".join(payload)
-    length = next(n for n in range(1, 9) if len(body) < (1 << (7 * n)) - 1)
-    size = (1 << (7 * length)) | len(body)
-    return element.to_bytes((element.bit_length() + 7) // 8, "big") + size.to_bytes(length, "big") + body
+    return _head(element, len(body)) + body
 
 
 def _ebml_uint(element: int, value: int) -> bytes:
@@ -123,25 +130,28 @@ def _rebuild(data: bytes) -> bytes:
     segment = next(((start, end) for element, start, end in _elements(data, 0, len(data)) if element == _SEGMENT), None)
     if segment is None:
         raise Unclean("no segment")
-    children = list(_elements(data, *segment))
     info: list[bytes] = []
     tracks: dict[int, bytes] = {}
-    for element, start, end in children:
+    clusters = bytearray()  # one buffer, written as the clusters are read: no object per block or element
+    blocks = 0
+    for element, start, end in _elements(data, *segment):
         if element == _INFO:
             for i, s, e in _elements(data, start, end):
                 if i == _TIMESCALE:
                     info.append(_ebml_uint(i, _number(data, s, e)))
                 elif i == _DURATION:
                     info.append(_float(i, data, s, e))
-        elif element == _TRACKS:
+        elif element == _TRACKS and not clusters:
             for entry, s, e in _elements(data, start, end):
                 track = _webm_track(data, s, e) if entry == _TRACK_ENTRY else None
                 if track is not None:
                     tracks[track[0]] = track[1]
-    clusters = [_webm_cluster(data, s, e, set(tracks)) for element, s, e in children if element == _CLUSTER]
-    clusters = [cluster for cluster in clusters if cluster]
+        elif element == _CLUSTER and tracks:  # a recorder writes the tracks first; blocks before them are dropped
+            blocks += _webm_cluster(data, start, end, set(tracks), clusters)
+            if blocks > MAX_SECONDS * _MAX_RATE:
+                raise Unclean("more blocks than a recording of the longest length holds")
     # SeekHead, Cues (their offsets would be wrong), Tags, Attachments, Chapters, Void, CRC-32: dropped.
-    if not tracks or not clusters:
+    if not tracks or not blocks:
         raise Unclean("no audio")
     header = _ebml(
         _EBML,
@@ -149,7 +159,11 @@ def _rebuild(data: bytes) -> bytes:
         _ebml(_DOCTYPE, b"webm"), _ebml_uint(0x4287, 4), _ebml_uint(0x4285, 2),
     )  # fmt: skip
     info_element = _ebml(_INFO, *info, _ebml(0x4D80, b"tipbox"), _ebml(0x5741, b"tipbox"))
-    return header + _ebml(_SEGMENT, info_element, _ebml(_TRACKS, *tracks.values()), *clusters)
+    head = info_element + _ebml(_TRACKS, *tracks.values())
+    out = bytearray(header + _head(_SEGMENT, len(head) + len(clusters)) + head)
+    out += clusters
+    del clusters
+    return bytes(out)
 
 
 def _webm_track(data: bytes, start: int, end: int) -> tuple[int, bytes] | None:
@@ -207,22 +221,27 @@ def _int(element: int, data: bytes, start: int, end: int) -> bytes:
     return _ebml_int(element, value) if signed else _ebml_uint(element, value)
 
 
-def _webm_cluster(data: bytes, start: int, end: int, tracks: set[int]) -> bytes:
-    """A Cluster with its timestamp and the blocks of `tracks` only; b"" when it has none of those."""
-    children: list[bytes] = []
+def _webm_cluster(data: bytes, start: int, end: int, tracks: set[int], out: bytearray) -> int:
+    """Write a Cluster with its timestamp and the blocks of `tracks` only to `out` (nothing when it has none of
+    those); the number of blocks written."""
+    children = bytearray()
     blocks = 0
     for element, s, e in _elements(data, start, end):
         if element == _CLUSTER_TIME:
-            children.append(_ebml_uint(element, _number(data, s, e)))
+            children += _ebml_uint(element, _number(data, s, e))
         elif element == _SIMPLE_BLOCK and _vint(data, s, marker=False)[0] in tracks:
-            children.append(_ebml(element, data[s:e]))
+            children += _head(element, e - s)
+            children += memoryview(data)[s:e]
             blocks += 1
         elif element == _BLOCK_GROUP:
             group = [(i, gs, ge) for i, gs, ge in _elements(data, s, e) if i in _GROUP_KEEP]
             block = [gs for i, gs, _ in group if i == _BLOCK]
             if len(block) == 1 and _vint(data, block[0], marker=False)[0] in tracks:
                 kept = (_ebml(i, data[gs:ge]) if i == _BLOCK else _int(i, data, gs, ge) for i, gs, ge in group)
-                children.append(_ebml(_BLOCK_GROUP, *kept))
+                children += _ebml(_BLOCK_GROUP, *kept)
                 blocks += 1
         # Position, PrevSize, SilentTracks, Void, CRC-32 and block additions: dropped.
-    return _ebml(_CLUSTER, *children) if blocks else b""
+    if blocks:
+        out += _head(_CLUSTER, len(children))
+        out += children
+    return blocks

@@ -98,4 +98,3 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._redis.aclose()
-

@@ -38,4 +38,3 @@ class MemoryWindows:
 
     def keys(self) -> list[str]:
         return list(self._hits)
-
