@@ -16,7 +16,7 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
-from app.attachments import AttachmentError, Busy, Cleaner, Upload, audio_cost
+from app.attachments import PHOTO_TOO_LARGE, TOO_LARGE, AttachmentError, Busy, Cleaner, Upload, audio_cost
 from app.budget import MemoryBudget
 from app.main import build_site, create_app
 from app.settings import Settings
@@ -61,14 +61,14 @@ def test_a_decode_that_does_not_fit_is_busy_and_nothing_is_counted() -> None:
 
 
 async def _busy() -> None:
-    budget = MemoryBudget(10 * MB)
-    budget.used = 9 * MB  # uploads in memory
+    budget = MemoryBudget(200 * MB)
+    budget.used = 195 * MB  # uploads in memory
     cleaner = Cleaner(max_files=5, max_bytes=20 * MB, budget=budget)
     with pytest.raises(Busy):
         await cleaner.clean([Upload("photo", media.jpeg((3000, 2000)))])
     with pytest.raises(Busy):
         await cleaner.clean([Upload("voice", media.m4a())])
-    assert budget.used == 9 * MB
+    assert budget.used == 195 * MB
 
 
 def test_a_recording_built_to_exhaust_memory_is_cleaned_within_its_reservation() -> None:
@@ -85,17 +85,33 @@ async def _recording_within_its_reservation() -> None:
 
 
 def test_busy_cleaning_gives_the_form_back_with_the_text(sink: Sink, make_settings: Callable[..., Settings]) -> None:
-    # The photo's bytes fit (2 MB budget), its decode (some 50 MB) does not.
-    photo = media.jpeg((3000, 2000), metadata=False)
-    site = build_site(make_settings(sink, upload_memory_bytes=2 * MB))
+    photo = media.jpeg((2000, 1500), metadata=False)
+    assert len(photo) < 64 * 1024  # within the request's own allowance: the upload itself takes no budget
+    site = build_site(make_settings(sink, upload_memory_bytes=100 * MB))
     with TestClient(create_app(site.settings, site=site)) as client:
+        site.budget.used = 90 * MB  # other phones' uploads in memory: the photo's decode (some 30 MB) does not fit
         fields = {**form_fields(client), "category": "drugs", "what": "Người lạ chở hàng qua suối", "where": "Bản Nậm"}
         page = client.post("/", data=fields, files=[("photo", ("IMG_1.jpg", photo, "image/jpeg"))])
         assert page.status_code == 503
         assert "Lúc này có quá nhiều tệp đang được gửi" in page.text
         assert 'value="Bản Nậm"' in page.text and "Người lạ chở hàng qua suối" in page.text
+        assert site.budget.used == 90 * MB  # nothing of the refused decode is still counted
+        site.budget.used = 0
+        fields = {**form_fields(client), "category": "drugs", "what": "Người lạ chở hàng qua suối"}
+        assert client.post("/", data=fields, files=[("photo", ("IMG_1.jpg", photo, "image/jpeg"))]).status_code == 200
         assert site.budget.used == 0
-    assert sink.handler.messages == []
+    assert len(sink.handler.messages) == 1
+
+
+def test_a_file_whose_cleaning_exceeds_the_whole_budget_is_too_big_not_busy_for_ever() -> None:
+    cleaner = Cleaner(max_files=5, max_bytes=20 * MB, budget=MemoryBudget(20 * MB))
+    with pytest.raises(AttachmentError) as photo:
+        anyio.run(cleaner.clean, [Upload("photo", media.jpeg((4000, 3000), metadata=False))])
+    assert photo.value.reason == PHOTO_TOO_LARGE
+    recording = media.m4a() + bytes(3 * MB)  # 6 bytes a byte of M4A: over the 20 MB budget
+    with pytest.raises(AttachmentError) as voice:
+        anyio.run(cleaner.clean, [Upload("voice", recording)])
+    assert voice.value.reason == TOO_LARGE and voice.value.params == {"max": 2}
 
 
 # --- A real `tipbox serve` under the files built to exhaust it ---------------------------------------------------

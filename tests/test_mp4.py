@@ -94,10 +94,11 @@ STBL = [b"moov", b"trak", b"mdia", b"minf", b"stbl"]
         ([*STBL, b"stts"], hostile.MARKER),
         ([b"moov", b"trak", b"edts", b"elst"], hostile.MARKER),
         ([*STBL, b"stsd", b"mp4a", b"esds"], hostile.MARKER),  # after the decoder configuration
+        ([*STBL, b"sgpd"], hostile.MARKER),  # the encoder's own roll group, grown
         (STBL, hostile.box(b"sgpd", bytes(4), b"roll", hostile.MARKER)),
         (STBL, hostile.box(b"sdtp", bytes(4), hostile.MARKER)),
     ],
-    ids=["udta-in-mp4a", "mvhd", "tkhd", "mdhd", "stts", "elst", "esds", "sgpd", "sdtp"],
+    ids=["udta-in-mp4a", "mvhd", "tkhd", "mdhd", "stts", "elst", "esds", "sgpd", "sgpd-added", "sdtp"],
 )
 def test_bytes_hidden_in_kept_boxes_never_reach_the_output(path: list[bytes], extra: bytes) -> None:
     smuggling = hostile.mp4_grown(media.m4a(), path, extra)

@@ -165,8 +165,10 @@ def test_cli_check_lists_the_posts(tmp_path: Path) -> None:
         ("title='x'\n[posts.ncs]\nname='x'\nmailbox='a@b.vn'\n", "TIPBOX_POSTS_FILE: 'title': unknown key"),
         ("[posts.ncs]\nname='x'\n", "[posts.ncs]: 'mailbox' is required"),
         ("[posts.ncs]\nname='x'\nmailbox='a@b.vn'\nlanguages=[]\n", "[posts.ncs]: 'languages'"),
-        ("[posts.apc]\nname='x'\nmailbox='a@b.vn'\n[posts.ncs]\nname='y'\nmailbox='nguyễn@b.vn'\n",
-         "[posts.ncs] mailbox: 'nguyễn@b.vn' has letters outside ASCII before the @"),
+        (
+            "[posts.apc]\nname='x'\nmailbox='a@b.vn'\n[posts.ncs]\nname='y'\nmailbox='nguyễn@b.vn'\n",
+            "[posts.ncs] mailbox: 'nguyễn@b.vn' has letters outside ASCII before the @",
+        ),
     ],
 )
 def test_a_posts_file_mistake_is_one_line_naming_the_post_and_key(tmp_path: Path, text: str, message: str) -> None:

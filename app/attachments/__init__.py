@@ -23,7 +23,17 @@ import anyio.from_thread
 import anyio.to_thread
 
 from app.attachments import mp3, mp4, ogg, webm
-from app.attachments._common import JPEG_QUALITY, MAX_PIXELS, MAX_SIDE, MB, Busy, Reserve, TooManyPixels, unbounded
+from app.attachments._common import (
+    JPEG_QUALITY,
+    MAX_DECODE_BYTES,
+    MAX_PIXELS,
+    MAX_SIDE,
+    MB,
+    Busy,
+    Reserve,
+    TooManyPixels,
+    unbounded,
+)  # fmt: skip
 from app.attachments.formats import FORMATS, sniff
 from app.i18n import N_
 from app.mail import Attachment, Kind
@@ -123,12 +133,13 @@ def clean(
     max_pixels: int = MAX_PIXELS,
     max_side: int = MAX_SIDE,
     reserve: Reserve = unbounded,
+    max_decode: int = MAX_DECODE_BYTES,
 ) -> list[Attachment]:
     """The uploads cleaned, in order; `AttachmentError` names the first file refused (or the limit passed).
 
     CPU-bound and synchronous: run it in a worker thread, a bounded number at a time. Before each file is decoded,
     the memory that takes (known from its header, or bounded by its size) is asked of `reserve`, which raises
-    `Busy` when it is not free; a file that would need more than one decode may ever take is refused as too big.
+    `Busy` when it is not free; a file that would need more than `max_decode` is refused as too big.
     """
     detected = check(uploads, max_files=max_files, max_bytes=max_bytes)
     attachments: list[Attachment] = []
@@ -136,7 +147,8 @@ def clean(
     total = 0
     for position, (upload, found) in enumerate(zip(uploads, detected, strict=True), start=1):
         kind, extension, content_type = FORMATS[found]
-        data = _clean_one(position, found, upload.data, max_pixels=max_pixels, max_side=max_side, reserve=reserve)
+        limits = {"max_pixels": max_pixels, "max_side": max_side, "max_decode": max_decode}
+        data = _clean_one(position, found, upload.data, reserve=reserve, **limits)
         total += len(data)
         if total > max_bytes:
             raise AttachmentError(position, TOO_LARGE, _too_large(max_bytes))
@@ -150,14 +162,21 @@ def _too_large(max_bytes: int) -> dict[str, int]:
     return {"max": max(1, round(max_bytes / 1_000_000))}
 
 
-def _clean_one(position: int, detected: str, data: bytes, *, max_pixels: int, max_side: int, reserve: Reserve) -> bytes:
+def _clean_one(
+    position: int, detected: str, data: bytes, *, max_pixels: int, max_side: int, max_decode: int, reserve: Reserve
+) -> bytes:
     photo = FORMATS[detected][0] == "photo"
+    if not photo and audio_cost(detected, len(data)) > max_decode:
+        # Only where the upload budget was set below what a recording at the upload limit needs.
+        largest = (max_decode - _AUDIO_SLACK) // _AUDIO_BYTES_PER_BYTE[detected]
+        raise AttachmentError(position, TOO_LARGE, _too_large(largest))
     try:
         if photo:
             # Pillow and libheif (~10 MB) load with the first photo, not with every process.
             from app.attachments import images
 
-            return images.clean_photo(data, detected, max_pixels=max_pixels, max_side=max_side, reserve=reserve)
+            limits = {"max_pixels": max_pixels, "max_side": max_side, "max_decode": max_decode}
+            return images.clean_photo(data, detected, reserve=reserve, **limits)
         with reserve(audio_cost(detected, len(data))):
             return _AUDIO[detected](data)
     except Busy:
@@ -178,6 +197,8 @@ def audio_cost(detected: str, size: int) -> int:
 
 class Budget(Protocol):
     """Where decodes reserve their memory (`app.budget.MemoryBudget`, shared with the uploads' bytes)."""
+
+    limit: int
 
     def reserve(self, size: int) -> bool: ...
 
@@ -210,8 +231,11 @@ class Cleaner:
         `Busy` when a file's decode does not fit in the budget now (the sender is asked to send again later)."""
         if not uploads:
             return []
-        reserve = self._reserve if self._budget is not None else unbounded
-        work = functools.partial(clean, uploads, max_files=self.max_files, max_bytes=self.max_bytes, reserve=reserve)
+        reserve, largest = unbounded, MAX_DECODE_BYTES
+        if self._budget is not None:  # a decode larger than the whole budget would be "busy" for ever: too big
+            reserve, largest = self._reserve, min(largest, self._budget.limit)
+        limits = {"max_files": self.max_files, "max_bytes": self.max_bytes, "max_decode": largest}
+        work = functools.partial(clean, uploads, reserve=reserve, **limits)
         return await anyio.to_thread.run_sync(work, limiter=self._limiter)
 
     @contextmanager

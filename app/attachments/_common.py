@@ -12,6 +12,9 @@ MAX_PIXELS = 50_000_000  # 48 and 50 MP phone photos pass; Pillow's own bomb war
 MAX_SIDE = 2560
 JPEG_QUALITY = 85
 MB = 1_000_000
+# The most one file's cleaning may take: a file that would need more is refused as too big. With the file itself
+# it fits the default 200 MB upload budget (docs/benchmarks.md); a smaller budget lowers it to the budget's size.
+MAX_DECODE_BYTES = 190 * MB
 MAX_SECONDS = 3 * 3600  # the longest recording accepted: a voice note is minutes long (CPU and memory per file)
 
 # A cleaner calls `reserve(size)` with the bytes a decode will take before it starts, and holds the context while

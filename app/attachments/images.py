@@ -14,7 +14,7 @@ import pillow_heif
 from PIL import Image, ImageCms
 
 from app import logs
-from app.attachments._common import JPEG_QUALITY, MB, Reserve, TooManyPixels, Unclean
+from app.attachments._common import JPEG_QUALITY, MAX_DECODE_BYTES, MB, Reserve, TooManyPixels, Unclean
 
 # Pillow's TIFF reader logs every EXIF tag's value (camera model, owner...) at DEBUG. `logs.configure` keeps that
 # logger quiet too; this holds wherever the cleaners run, also when the service's logging was never configured.
@@ -27,9 +27,6 @@ pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_image
 # 230 MB); PNG and WebP are screenshots and pictures from the web, a few MP, and their decoders hold several
 # full-size copies (`_BYTES_PER_PIXEL`).
 FORMAT_PIXELS = {"jpeg": 50_000_000, "heif": 25_000_000, "png": 12_000_000, "webp": 6_000_000}
-# The most one photo's decode may take: a photo that would need more is refused as too big. With the file itself
-# it fits the default 200 MB upload budget (docs/benchmarks.md).
-MAX_DECODE_BYTES = 190 * MB
 # Bytes per decoded pixel while a photo is decoded, by format and mode: the decoder's own buffers, Pillow's image
 # (4 bytes a pixel for every colour mode) and any full-size conversion. Measured in benchmarks/attachments.py,
 # rounded up; unknown modes take the format's largest figure.
@@ -60,7 +57,9 @@ _RESIZABLE = {"RGB", "RGBA", "L", "LA", "CMYK"}
 _JPEG_ALLOWED = {0xE0, 0xDB, 0xC4, 0xC0, 0xC1, 0xC2, 0xDD}
 
 
-def clean_photo(data: bytes, detected: str, *, max_pixels: int, max_side: int, reserve: Reserve) -> bytes:
+def clean_photo(
+    data: bytes, detected: str, *, max_pixels: int, max_side: int, reserve: Reserve, max_decode: int = MAX_DECODE_BYTES
+) -> bytes:
     image: Image.Image | None = None
     if detected == "heif":
         heif = _open_heif(data)
@@ -89,7 +88,7 @@ def clean_photo(data: bytes, detected: str, *, max_pixels: int, max_side: int, r
     if image is not None and mode == "P" and "transparency" in image.info:
         mode = "PA"  # a palette with transparency goes through RGBA on its way to RGB
     cost = decode_cost(detected, mode, (width, height), target, _progressive_coefficients(image, full))
-    if cost > MAX_DECODE_BYTES:
+    if cost > max_decode:
         raise TooManyPixels
     with reserve(cost):
         orientation = _orientation(image) if image is not None else orientation
