@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.attachments import ogg, webm
+from app.attachments._common import Unclean
 from tests import hostile, media
 from tests.media import clean_one, leaked
 
@@ -39,3 +40,17 @@ def test_bytes_after_the_vorbis_identification_header_never_reach_the_output() -
     private = b"\x02" + bytes([len(smuggled)]) + b"\xff" * (len(comment) // 255) + bytes([len(comment) % 255])
     cleaned = webm.vorbis_private(private + smuggled + comment + setup)
     assert hostile.MARKER not in cleaned and cleaned.endswith(setup)
+
+
+def test_a_cluster_of_more_blocks_than_three_hours_hold_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert webm.MAX_BLOCKS == 3 * 3600 * 50  # one a 20 ms frame; lowered here so the walk is short
+    monkeypatch.setattr(webm, "MAX_BLOCKS", 2000)
+    data = media.webm()
+    segment = data.find(b"\x18\x53\x80\x67")
+    data = data[: segment + 4] + b"\x01" + b"\xff" * 7 + data[segment + 12 :]  # a segment of unknown size
+    cluster = data.find(b"\x1f\x43\xb6\x75")
+    head = data[:cluster] + b"\x1f\x43\xb6\x75\x01" + b"\xff" * 7 + b"\xe7\x81\x00"
+    block = b"\xa3\x85\x81\x00\x00\x80\xf8"  # a SimpleBlock of one byte for track 1
+    assert len(webm.clean_webm(head + block * 1000)) > 7000
+    with pytest.raises(Unclean, match="more blocks"):
+        webm.clean_webm(head + block * 2001)

@@ -26,14 +26,19 @@ _SIMPLE_BLOCK, _BLOCK_GROUP, _BLOCK, _CLUSTER_TIME = 0xA3, 0xA0, 0xA1, 0xE7
 _GROUP_KEEP = {0xA1, 0x9B, 0xFB, 0x75A2}  # block, duration, reference, discard padding
 _GROUP_INTS = {0x9B: False, 0xFB: True, 0x75A2: True}  # (signed)
 _WEBM_CODECS = {b"A_OPUS", b"A_VORBIS"}
-_MAX_RATE = 50  # blocks a second at most: a recorder writes one a 20 ms frame, or fewer (laced)
+# Blocks in a recording of the longest length accepted, at one a 20 ms frame (a recorder writes that many, or
+# fewer when it laces frames): past that, a file of tiny blocks is refused before its walk costs seconds of CPU.
+MAX_BLOCKS = MAX_SECONDS * 50
 
 
 def _vint(data: bytes, pos: int, *, marker: bool) -> tuple[int, int, bool]:
     """(value, length, all ones) of the EBML variable-length integer at `pos`."""
     if pos >= len(data) or data[pos] == 0:
         raise Unclean("bad EBML number")
-    length = 9 - data[pos].bit_length()
+    first = data[pos]
+    if first & 0x80:  # one byte, as most IDs and sizes inside a cluster are
+        return (first if marker else first & 0x7F), 1, first == 0xFF
+    length = 9 - first.bit_length()
     if pos + length > len(data):
         raise Unclean("truncated EBML number")
     value = int.from_bytes(data[pos : pos + length], "big")
@@ -148,7 +153,7 @@ def _rebuild(data: bytes) -> bytes:
                     tracks[track[0]] = track[1]
         elif element == _CLUSTER and tracks:  # a recorder writes the tracks first; blocks before them are dropped
             blocks += _webm_cluster(data, start, end, set(tracks), clusters)
-            if blocks > MAX_SECONDS * _MAX_RATE:
+            if blocks > MAX_BLOCKS:
                 raise Unclean("more blocks than a recording of the longest length holds")
     # SeekHead, Cues (their offsets would be wrong), Tags, Attachments, Chapters, Void, CRC-32: dropped.
     if not tracks or not blocks:
