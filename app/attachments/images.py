@@ -68,6 +68,8 @@ def clean_photo(
         profile = heif.info.get("icc_profile")
         icc = profile if isinstance(profile, bytes) and mode in ("RGB", "RGBA") else None
     else:
+        if detected == "webp" and _webp_pixels(data) > min(max_pixels, FORMAT_PIXELS["webp"]):
+            raise TooManyPixels  # libwebp sets up its canvases as it opens the file: not for one over the cap
         try:
             # Lazy: only the header is read here; nothing is decoded before the size is checked.
             image = Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[detected]])
@@ -106,6 +108,19 @@ def clean_photo(
     result = out.getvalue()
     _check_plain_jpeg(result)
     return result
+
+
+def _webp_pixels(data: bytes) -> int:
+    """The pixels a WebP file declares in its first chunk (extended, lossless or lossy); 0 when it is none of those."""
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:
+        return (int.from_bytes(data[24:27], "little") + 1) * (int.from_bytes(data[27:30], "little") + 1)
+    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return ((bits & 0x3FFF) + 1) * ((bits >> 14 & 0x3FFF) + 1)
+    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        return (int.from_bytes(data[26:28], "little") & 0x3FFF) * (int.from_bytes(data[28:30], "little") & 0x3FFF)
+    return 0
 
 
 def decode_cost(detected: str, mode: str, decoded: tuple[int, int], target: tuple[int, int], extra: int = 0) -> int:
