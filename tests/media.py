@@ -11,7 +11,6 @@ import io
 import math
 import struct
 import zlib
-from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -25,7 +24,6 @@ from PIL import Image, TiffImagePlugin
 from PIL.PngImagePlugin import PngInfo
 
 import app.attachments.images  # noqa: F401  (registers the HEIF opener with Pillow)
-from app.attachments import MAX_PIXELS, MAX_SIDE, Attachment, AttachmentError, Upload, clean
 
 # mutagen's writing side has no type annotations.
 APEv2: Any = mutagen.apev2.APEv2
@@ -357,26 +355,3 @@ def webm_vorbis() -> bytes:
 @cache
 def webm() -> bytes:
     return encode("webm", "libopus", 48000, 1.0, metadata={**_TAGS, "location": LOCATION})
-
-
-# --- Cleaning them (the attachments tests' shared helpers) -----------------------------------------------------
-
-PHOTOS: dict[str, Callable[[], bytes]] = {"jpeg": jpeg, "png": png, "webp": webp, "heif": heic}
-
-
-def clean_one(data: bytes, *, max_pixels: int = MAX_PIXELS, max_side: int = MAX_SIDE) -> Attachment:
-    uploads = [Upload("file", data)]
-    (attachment,) = clean(uploads, max_files=5, max_bytes=20_000_000, max_pixels=max_pixels, max_side=max_side)
-    return attachment
-
-
-def refusal(data: bytes, max_pixels: int = MAX_PIXELS) -> AttachmentError:
-    try:
-        clean_one(data, max_pixels=max_pixels)
-    except AttachmentError as error:
-        return error
-    raise AssertionError("the file was not refused")
-
-
-def leaked(data: bytes) -> list[bytes]:
-    return [secret for secret in SECRETS if secret in data]

@@ -17,7 +17,7 @@ from mutagen import File as MutagenFile
 from app import attachments
 from app.attachments import AttachmentError, Upload, clean
 from tests import media
-from tests.media import PHOTOS, clean_one, leaked, refusal
+from tests.cleaning import PHOTOS, clean_one, leaked, refusal
 
 RECORDINGS: dict[str, tuple[Callable[[], bytes], str, str]] = {
     "m4a": (media.m4a, "m4a", "audio/mp4"),

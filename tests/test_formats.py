@@ -10,7 +10,7 @@ import pytest
 from app import attachments
 from app.attachments import AttachmentError, Upload, clean, sniff
 from tests import media
-from tests.media import refusal
+from tests.cleaning import refusal
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from app import attachments
 from app.attachments import MAX_PIXELS, MAX_SIDE, Busy, images, sniff
 from app.attachments._common import TooManyPixels
 from tests import hostile, media
-from tests.media import PHOTOS, clean_one, leaked, refusal
+from tests.cleaning import PHOTOS, clean_one, leaked, refusal
 
 ROOT = Path(__file__).resolve().parent.parent
 

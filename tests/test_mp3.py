@@ -8,7 +8,7 @@ from app import attachments
 from app.attachments import mp3, sniff
 from app.attachments._common import Unclean
 from tests import media
-from tests.media import refusal
+from tests.cleaning import refusal
 
 
 def test_a_long_chain_of_id3_tags_is_refused_without_walking_it() -> None:

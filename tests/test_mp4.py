@@ -14,7 +14,7 @@ from app import attachments
 from app.attachments import mp4
 from app.attachments._common import Unclean, settled
 from tests import hostile, media
-from tests.media import clean_one, refusal
+from tests.cleaning import clean_one, refusal
 
 
 def top_level_boxes(data: bytes) -> Iterator[tuple[bytes, bytes]]:

@@ -9,7 +9,7 @@ from mutagen import File as MutagenFile
 
 from app.attachments import ogg
 from tests import hostile, media
-from tests.media import clean_one, leaked
+from tests.cleaning import clean_one, leaked
 
 
 @pytest.mark.parametrize("make", [media.ogg_opus, media.ogg_vorbis], ids=["opus", "vorbis"])

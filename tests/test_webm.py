@@ -7,7 +7,7 @@ import pytest
 from app.attachments import ogg, webm
 from app.attachments._common import Unclean
 from tests import hostile, media
-from tests.media import clean_one, leaked
+from tests.cleaning import clean_one, leaked
 
 
 def test_the_vorbis_comment_inside_webm_codec_private_is_replaced() -> None:

@@ -2,10 +2,14 @@
 
 The type comes from the bytes only, never from the name or the declared content type (`formats`). Photos are
 decoded and re-encoded as a plain JPEG: upright, long side capped, sRGB, with no EXIF, GPS, maker note, XMP, IPTC,
-ICC profile, comment or thumbnail (`images`). Voice notes are re-muxed through a whitelist: only the codec
-configuration and the audio frames are copied into a new container, so every tag, box or element not on the list
-is gone (`mp4`, `mp3` with AMR, `ogg`, `webm`). A file that cannot be read or cleaned is refused, never forwarded
-as it came. Nothing is written to disk.
+ICC profile, comment or thumbnail (`images`). Voice notes are re-muxed through a whitelist: each kept structure is
+written from its parsed fields (`configs` for the codec configurations) and only the audio frames are copied, so
+every tag, box or element not on the list, and every byte hidden in one that is, is gone (`mp4`, `mp3` with AMR,
+`ogg`, `webm`); a cleaned recording must be its own cleaning. A file that cannot be read or cleaned is refused,
+never forwarded as it came. Nothing is written to disk.
+
+The memory each file's cleaning takes is known before it starts (from a photo's header, from a recording's size)
+and reserved in the upload budget (`Cleaner`), so hostile files cannot take memory that nobody counts.
 """
 
 from __future__ import annotations
