@@ -19,13 +19,7 @@ CATEGORIES: dict[str, str] = {
 # subject names the first tip's category and threads under it. Never renumber: codes already handed out would
 # name the wrong category. A new category takes an unused digit (0-9).
 RECEIPT_TAGS: dict[str, int] = {
-    "theft": 0,
-    "drugs": 1,
-    "weapons": 2,
-    "border": 3,
-    "trafficking": 4,
-    "smuggling": 5,
-    "other": 6,
+    "theft": 0, "drugs": 1, "weapons": 2, "border": 3, "trafficking": 4, "smuggling": 5, "other": 6,
 }
 
 

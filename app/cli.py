@@ -43,12 +43,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings)
     # httptools plus a header deadline and size cap; keep-alive, concurrency and body deadlines: docs/abuse.md.
     uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        http=HardenedHttpToolsProtocol,
-        limit_concurrency=args.limit_concurrency,
-        **UVICORN_OPTIONS,
+        app, host=args.host, port=args.port, http=HardenedHttpToolsProtocol,
+        limit_concurrency=args.limit_concurrency, **UVICORN_OPTIONS,
     )
     return 0
 
@@ -80,10 +76,8 @@ def give_freed_memory_back() -> bool:
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
     posts = settings.load_posts()
-    mode = (
-        "development (embedded dev mailbox)"
-        if settings.dev_mode
-        else (f"SMTP {settings.smtp_host}:{settings.port} ({settings.smtp_security})")
+    mode = "development (embedded dev mailbox)" if settings.dev_mode else (
+        f"SMTP {settings.smtp_host}:{settings.port} ({settings.smtp_security})"
     )
     print(f"configuration OK: {mode}")
     for post in posts.values():
@@ -96,15 +90,8 @@ def _poster(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         written = poster.make(
-            settings,
-            slug=args.post,
-            every=args.all,
-            lang=args.lang,
-            size=args.size,
-            layout=args.layout,
-            out=args.out,
-            png=args.png,
-            font=args.font,
+            settings, slug=args.post, every=args.all, lang=args.lang, size=args.size, layout=args.layout,
+            out=args.out, png=args.png, font=args.font,
         )
     except poster.PosterError as exc:
         print(f"tipbox: poster: {exc}", file=sys.stderr)
@@ -122,10 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(os.environ.get("TIPBOX_PORT", "8000")))
     serve.add_argument("--log-level", default=os.environ.get("TIPBOX_LOG_LEVEL", "info"))
     serve.add_argument(
-        "--limit-concurrency",
-        type=int,
-        default=DEFAULT_LIMIT_CONCURRENCY,
-        help=f"open connections before new requests get 503 ({DEFAULT_LIMIT_CONCURRENCY})",
+        "--limit-concurrency", type=int, default=DEFAULT_LIMIT_CONCURRENCY,
+        help=f"open connections before new requests get 503 ({DEFAULT_LIMIT_CONCURRENCY})"
     )
     serve.set_defaults(run=_serve)
     check = commands.add_parser("check", help="validate the configuration and list the posts")

@@ -132,11 +132,7 @@ def _parse_urlencoded(body: bytes) -> Form:
     try:
         text = body.decode("ascii")
         pairs = parse_qsl(
-            text,
-            keep_blank_values=True,
-            strict_parsing=False,
-            encoding="utf-8",
-            errors="strict",
+            text, keep_blank_values=True, strict_parsing=False, encoding="utf-8", errors="strict",
             max_num_fields=MAX_FIELDS,
         )
     except UnicodeDecodeError as exc:

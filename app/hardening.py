@@ -83,3 +83,4 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.write(_TIMEOUT_RESPONSE)
             self.transport.close()
+

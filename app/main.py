@@ -10,17 +10,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from app import logs, rendering
 from app.attachments import Cleaner
 from app.budget import MemoryBudget
+from app.compression import Compression
 from app.delivery import Mailer, SmtpServer
 from app.guard import Guard
 from app.mail import Composer
-from app.pagecache import GZIP_LEVEL
 from app.pages import Pages
 from app.privacy import PrivacyMiddleware, SourceKeys, content_security_policy
 from app.relay import Relay
@@ -65,16 +64,11 @@ def build_site(settings: Settings, clock: Callable[[], float] = time.time) -> Si
     server = smtp_server(settings)
     composer = Composer(settings.sender, settings.secret, settings.locales_dir)
     relay = Relay(
-        composer,
-        Mailer(server) if server else None,
-        max_text_chars=settings.max_text_chars,
-        guard=guard,
+        composer, Mailer(server) if server else None, max_text_chars=settings.max_text_chars, guard=guard,
         cleaner=cleaner,
     )
     pages = Pages(
-        dev_mode=settings.dev_mode,
-        locales_dir=settings.locales_dir,
-        min_fill_seconds=settings.min_fill_seconds,
+        dev_mode=settings.dev_mode, locales_dir=settings.locales_dir, min_fill_seconds=settings.min_fill_seconds,
         max_upload_bytes=settings.max_upload_bytes,
     )
     return Site(settings=settings, posts=settings.load_posts(), pages=pages, relay=relay, guard=guard, budget=budget)
@@ -128,14 +122,8 @@ def create_app(
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         return site.error_page(request, 400)
 
-    # Inside the privacy layer, so it sees only allowlisted headers (accept-encoding is one). The fresh form and the
-    # success page come compressed already (app/pagecache.py, same level): it passes those through. A poster PDF's
-    # streams are compressed already.
-    app.add_middleware(
-        GZipMiddleware,
-        compresslevel=GZIP_LEVEL,
-        exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "application/pdf"),
-    )
     csp = content_security_policy([rendering.csp_hash(rendering.stylesheet())])
-    # Outermost, around FastAPI's own last-resort 500 page too: no layer sees the address, every answer the headers.
-    return PrivacyMiddleware(app, csp=csp, sources=SourceKeys(clock))
+    # Compression inside the privacy layer: it sees only allowlisted headers (accept-encoding is one); the fresh form
+    # and the success page come compressed already (app/pagecache.py) and pass through. Privacy outermost, around
+    # FastAPI's own last-resort 500 page too: no layer sees the address, every answer gets the security headers.
+    return PrivacyMiddleware(Compression(app), csp=csp, sources=SourceKeys(clock))

@@ -70,7 +70,13 @@ def header(name: str, value: str, *, text: bool = False) -> bytes:
 
 def _plain_word(word: str) -> bool:
     """A word a reader sees unchanged when written as it is (no encoded-word look-alike, no control character)."""
-    return 0 < len(word) <= 40 and word.isascii() and word.isprintable() and "=?" not in word and "?=" not in word
+    return (
+        0 < len(word) <= 40
+        and word.isascii()
+        and word.isprintable()
+        and "=?" not in word
+        and "?=" not in word
+    )
 
 
 def _place(lines: list[str], token: str) -> None:

@@ -25,7 +25,7 @@ from starlette.responses import Response
 
 _SAFE = re.compile(r"[A-Za-z0-9_\- ]*")  # needs no HTML escaping: a token (base64url) or a receipt code
 _WINDOW = 32 * 1024
-GZIP_LEVEL = 9  # for every compressed response: app.main gives it to the GZipMiddleware too
+GZIP_LEVEL = 9  # for every compressed response: app.compression compresses the pages rendered in full with it
 # Magic, deflate, no flags, no modification time, maximum compression, OS unknown (as Python's gzip writes it).
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
 

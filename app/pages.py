@@ -13,13 +13,14 @@ from typing import Any
 from starlette.responses import HTMLResponse, Response
 
 from app import i18n, rendering
+from app.attachments import megabytes
 from app.categories import CATEGORIES
 from app.pagecache import Prepared, SlottedPage
 from app.settings import Post
 from app.tips import Problem
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-# A pre-compressed page says so itself; the GZipMiddleware leaves a response with a Content-Encoding alone.
+# A pre-compressed page says so itself; app.compression leaves a response with a Content-Encoding alone.
 GZIPPED = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
 HTML = "text/html; charset=utf-8"
 # Where "Leave quickly" goes; its page says nothing about tips.
@@ -119,18 +120,12 @@ class Pages:
             "follow_up": follow_up,
             "min_fill": f"{self.min_fill_seconds:g}",
             "max_upload": self.max_upload_bytes,
-            "max_upload_mb": max(1, round(self.max_upload_bytes / 1_000_000)),  # as app.attachments says it
+            "max_upload_mb": megabytes(self.max_upload_bytes),
         }
         return self._render("form.html", language, status, context)
 
     def fresh_form(
-        self,
-        post: Post,
-        language: str,
-        path: str,
-        hidden: tuple[str, str],
-        *,
-        follow_up: bool = False,
+        self, post: Post, language: str, path: str, hidden: tuple[str, str], *, follow_up: bool = False,
         gzip: bool = False,
     ) -> Response:
         """The form as first served, from the kept page: the bytes `form` renders with this `hidden` field.
@@ -177,6 +172,6 @@ class Pages:
 
 @functools.cache  # one entry per language and encoding
 def _kept_headers(language: str, *, gzip: bool) -> tuple[tuple[bytes, bytes], ...]:
-    """A kept page's headers, as `_render` gives a page rendered in full (and, compressed, as the GZipMiddleware)."""
+    """A kept page's headers, as `_render` gives a page rendered in full (and, compressed, as app.compression)."""
     headers = {"Content-Type": HTML, **NO_STORE, "Content-Language": language, **(GZIPPED if gzip else {})}
     return tuple((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items())

@@ -50,12 +50,8 @@ _A4_WIDTH = 210.0
 _PT = 25.4 / 72  # one point in millimetres
 _ALPHANUMERIC = re.compile(r"[0-9A-Z $%*+\-./:]+")
 _PACKAGED_FONTS = ("Be Vietnam Pro", "Noto Sans")  # fontpkg-be-vietnam-pro, fontpkg-noto-sans on PyPI
-_SYSTEM_FONTS = (
-    (
-        Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
-        Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
-    ),
-)
+_SYSTEM_FONTS = ((Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
+                  Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")),)
 _INSTALL_FONT = "pip install fontpkg-be-vietnam-pro (or apt-get install fonts-dejavu-core), or pass --font FILE.ttf"
 # reportlab keeps per-document font state on shared font objects: one drawing at a time.
 _LOCK = threading.Lock()
@@ -290,17 +286,8 @@ class _Sheet:
         self.height = paper[1] / (mm * scale)
         canvas.scale(mm * scale, mm * scale)
 
-    def text(
-        self,
-        lines: Sequence[str],
-        font: str,
-        em: float,
-        color: str,
-        x: float,
-        top: float,
-        width: float,
-        align: str = "center",
-    ) -> float:
+    def text(self, lines: Sequence[str], font: str, em: float, color: str, x: float, top: float,
+             width: float, align: str = "center") -> float:
         """Draw `lines` from `top`; returns the bottom of the text."""
         self.c.setFillColor(_color(color))
         self.c.setFont(font, em, em * _LEADING)
@@ -398,23 +385,12 @@ class _Content:
     address: str
 
 
-def _stack(
-    sheet: _Sheet,
-    items: Sequence[tuple[str, str, float, str]],
-    smallest: float,
-    x: float,
-    top: float,
-    width: float,
-    height: float,
-    align: str = "center",
-    middle: bool = True,
-) -> None:
+def _stack(sheet: _Sheet, items: Sequence[tuple[str, str, float, str]], smallest: float,
+           x: float, top: float, width: float, height: float, align: str = "center", middle: bool = True) -> None:
     """(text, font, size, color) items one under another, each fitted to its share of the box."""
     total = sum(size for _, _, size, _ in items)
-    fitted = [
-        (_fit(text, font, size, smallest * size / items[0][2], width, height * size / total), font, color)
-        for text, font, size, color in items
-    ]
+    fitted = [(_fit(text, font, size, smallest * size / items[0][2], width, height * size / total), font, color)
+              for text, font, size, color in items]
     used = sum(em * _LEADING * len(lines) for (em, lines), _, _ in fitted)
     top += (height - used) / 2 if middle else 0
     for (em, lines), font, color in fitted:
@@ -455,34 +431,17 @@ def _poster(sheet: _Sheet, spec: dict[str, Any], content: _Content) -> None:
         top += height + gap
 
 
-def _steps(
-    sheet: _Sheet,
-    block: dict[str, Any],
-    content: _Content,
-    x: float,
-    top: float,
-    width: float,
-    sizes: tuple[float, float],
-) -> None:
+def _steps(sheet: _Sheet, block: dict[str, Any], content: _Content, x: float, top: float, width: float,
+           sizes: tuple[float, float]) -> None:
     column, picture = width / 3, block["picture"]
     for index, name in enumerate(PICTOGRAMS):
         left = x + index * column
         sheet.picture(name, left + (column - picture) / 2, top, picture)
         sheet.badge(index + 1, left + (column - picture) / 2 + picture * 0.12, top + picture * 0.12, picture * 0.12)
-        items = [
-            (t.steps[index], sheet.fonts.bold if i == 0 else sheet.fonts.regular, sizes[i], ("ink", "second")[i])
-            for i, t in enumerate(content.texts)
-        ]
-        _stack(
-            sheet,
-            items,
-            block["min"],
-            left + 1,
-            top + picture + 2,
-            column - 2,
-            block["height"] - picture - 2,
-            middle=False,
-        )
+        items = [(t.steps[index], sheet.fonts.bold if i == 0 else sheet.fonts.regular, sizes[i],
+                  ("ink", "second")[i]) for i, t in enumerate(content.texts)]
+        _stack(sheet, items, block["min"], left + 1, top + picture + 2, column - 2, block["height"] - picture - 2,
+               middle=False)
         if index < 2:  # a chevron pointing on to the next step
             c, middle, right = sheet.c, sheet.height - top - picture / 2, left + column
             c.setStrokeColor(_color("accent"))
@@ -502,59 +461,26 @@ def _cards(sheet: _Sheet, spec: dict[str, Any], content: _Content) -> None:
             x, top = col * card_width + inset, row * card_height + inset
             width, height = card_width - 2 * inset, card_height - 2 * inset
             sheet.box(x, top, width, spec["band"], "accent", radius=1.5)
-            _stack(
-                sheet, [(content.name, bold, spec["name_size"], "white")], smallest, x + 2, top, width - 4, spec["band"]
-            )
+            _stack(sheet, [(content.name, bold, spec["name_size"], "white")], smallest, x + 2, top, width - 4,
+                   spec["band"])
             below, qr = top + spec["band"] + 1, spec["qr"]
             sheet.qr(content.url, x - 1, below, qr)
-            _stack(
-                sheet,
-                [(content.address, bold, spec["address_size"], "ink")],
-                smallest,
-                x,
-                below + qr,
-                qr - 2,
-                top + height - below - qr,
-            )
+            _stack(sheet, [(content.address, bold, spec["address_size"], "ink")], smallest, x, below + qr,
+                   qr - 2, top + height - below - qr)
             left = x + qr - 2 + spec["gutter"]
             right_width, room = x + width - left, top + height - below - 1
             title = room * spec["title_share"]
-            _stack(
-                sheet,
-                [(texts.title, bold, spec["title_size"], "accent")],
-                smallest,
-                left,
-                below + 1,
-                right_width,
-                title,
-                align="left",
-                middle=False,
-            )
+            _stack(sheet, [(texts.title, bold, spec["title_size"], "accent")], smallest, left, below + 1,
+                   right_width, title, align="left", middle=False)
             step_top, step = below + 2.5 + title, spec["step_picture"]
             for index, name in enumerate(PICTOGRAMS):
                 sheet.picture(name, left, step_top, step)
                 sheet.badge(index + 1, left + step * 0.12, step_top + step * 0.14, step * 0.14)
-                _stack(
-                    sheet,
-                    [(texts.steps[index], sheet.fonts.regular, spec["step_size"], "ink")],
-                    smallest,
-                    left + step + 1,
-                    step_top,
-                    right_width - step - 1,
-                    step,
-                    align="left",
-                )
+                _stack(sheet, [(texts.steps[index], sheet.fonts.regular, spec["step_size"], "ink")], smallest,
+                       left + step + 1, step_top, right_width - step - 1, step, align="left")
                 step_top += step + 0.4
-            _stack(
-                sheet,
-                [(texts.promise, bold, spec["promise_size"], "accent")],
-                smallest,
-                left,
-                step_top,
-                right_width,
-                top + height - step_top,
-                align="left",
-            )
+            _stack(sheet, [(texts.promise, bold, spec["promise_size"], "accent")], smallest, left, step_top,
+                   right_width, top + height - step_top, align="left")
     _cut_guides(sheet, columns, rows, card_width, card_height)
 
 
@@ -563,10 +489,8 @@ def _cut_guides(sheet: _Sheet, columns: int, rows: int, card_width: float, card_
     c.setStrokeColor(_color("cut"))
     c.setLineWidth(0.2)
     c.setDash([1.5, 1.5])
-    c.lines(
-        [(col * card_width, 0, col * card_width, sheet.height) for col in range(1, columns)]
-        + [(0, row * card_height, _A4_WIDTH, row * card_height) for row in range(1, rows)]
-    )
+    c.lines([(col * card_width, 0, col * card_width, sheet.height) for col in range(1, columns)]
+            + [(0, row * card_height, _A4_WIDTH, row * card_height) for row in range(1, rows)])
     c.setDash([])
 
 
@@ -578,16 +502,14 @@ def render(settings: Settings, post: Post, choice: Choice, font: Path | None = N
     fonts = find_fonts(font)
     languages = ("vi", "hmn") if choice.lang == "both" else (choice.lang,)
     texts = tuple(Texts.load(language, settings.locales_dir) for language in languages)
-    content = _Content(
-        unicodedata.normalize("NFC", post.name), texts, form_url(settings, post), address(settings, post)
-    )
+    content = _Content(unicodedata.normalize("NFC", post.name), texts, form_url(settings, post),
+                       address(settings, post))
     fonts.check([content.name, content.address, *(text for t in texts for text in t.all())])
     paper = SIZES[choice.size]
     buffer = io.BytesIO()
     with _LOCK:
-        canvas = Canvas(
-            buffer, pagesize=paper, invariant=1, pageCompression=1, initialFontName=fonts.regular, lang=languages[0]
-        )
+        canvas = Canvas(buffer, pagesize=paper, invariant=1, pageCompression=1, initialFontName=fonts.regular,
+                        lang=languages[0])
         canvas.setTitle(f"{texts[0].title} · {content.name}")
         canvas.setCreator("tipbox")
         canvas.setSubject(content.url)
@@ -618,18 +540,9 @@ def preview(pdf: Path, png: Path, dpi: int = 100) -> None:
         raise PosterError(f"pdftoppm could not render {pdf}: {result.stderr.strip() or result.returncode}")
 
 
-def make(
-    settings: Settings,
-    *,
-    slug: str | None = None,
-    every: bool = False,
-    lang: str | None = None,
-    size: str | None = None,
-    layout: str | None = None,
-    out: Path | None = None,
-    png: bool = False,
-    font: Path | None = None,
-) -> list[Path]:
+def make(settings: Settings, *, slug: str | None = None, every: bool = False, lang: str | None = None,
+         size: str | None = None, layout: str | None = None, out: Path | None = None, png: bool = False,
+         font: Path | None = None) -> list[Path]:
     """Write the PDF (and with `png` a preview) for one post or `every` post; returns the files written."""
     posts = settings.load_posts()
     if every:

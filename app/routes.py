@@ -12,6 +12,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from app import i18n, rendering
 from app.budget import MemoryBudget
+from app.compression import accepts_gzip
 from app.forms import FormError, read_form
 from app.guard import SOURCE_KEY, TOKEN_FIELD, Guard
 from app.i18n import N_, VIETNAM_TIME
@@ -39,10 +40,7 @@ BUSY = N_(
 # Form given back, by outcome: (notice, HTTP status). An expired form is a 409: the text is fine, the token is stale.
 # A form sent again with other content (edited after a lost answer) is a 409 too: sending it makes a new message.
 GIVEN_BACK = {
-    "expired": (EXPIRED, 409),
-    "changed": (CHANGED, 409),
-    "limited": (LIMITED, 429),
-    "failed": (NOT_SENT, 503),
+    "expired": (EXPIRED, 409), "changed": (CHANGED, 409), "limited": (LIMITED, 429), "failed": (NOT_SENT, 503),
     "busy": (BUSY, 503),
 }
 # Form given back with problems at their fields, by outcome: HTTP status (a body over its limit lost its files).
@@ -148,32 +146,20 @@ def add_form_routes(app: FastAPI, site: Site) -> None:
         hidden = {TOKEN_FIELD: outcome.token}
         if outcome.status in WITH_PROBLEMS:
             return site.pages.form(
-                post,
-                language,
-                path,
-                values=outcome.values,
-                problems=outcome.problems,
-                hidden=hidden,
-                status=WITH_PROBLEMS[outcome.status],
-                follow_up=follow_up,
+                post, language, path, values=outcome.values, problems=outcome.problems, hidden=hidden,
+                status=WITH_PROBLEMS[outcome.status], follow_up=follow_up,
             )
         notice, status = GIVEN_BACK[outcome.status]
         text = f"{gettext(notice)} {gettext(FILES_AGAIN)}" if outcome.files_again else gettext(notice)
         return site.pages.form(
-            post,
-            language,
-            path,
-            values=outcome.values,
-            notice=text,
-            hidden=hidden,
-            status=status,
+            post, language, path, values=outcome.values, notice=text, hidden=hidden, status=status,
             follow_up=follow_up,
         )
 
 
 def _gzip(request: Request) -> bool:
-    """Whether the phone takes gzip: kept pages are stored compressed (the test Starlette's GZipMiddleware makes)."""
-    return "gzip" in request.headers.get("accept-encoding", "")
+    """Whether the phone takes gzip: kept pages are stored compressed."""
+    return accepts_gzip(request.scope["headers"])
 
 
 def build_router(site: Site) -> APIRouter:

@@ -106,7 +106,9 @@ class Settings(BaseSettings):
     source_rate: str | None = "10/hour"
     limits_storage: str = "memory://"
 
-    @field_validator("smtp_host", "smtp_username", "mail_from", "mailbox", "public_url", "source_rate", mode="before")
+    @field_validator(
+        "smtp_host", "smtp_username", "mail_from", "mailbox", "public_url", "source_rate", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -265,11 +267,8 @@ def _where(error: ErrorDetails) -> str:
     loc = [str(part) for part in error["loc"]]
     if not loc or loc[0] != "posts":
         key = loc[0] if loc else "?"
-        return (
-            f"{key!r}: unknown key (the file holds [posts.<slug>] tables)"
-            if error["type"] == "extra_forbidden"
+        return f"{key!r}: unknown key (the file holds [posts.<slug>] tables)" if error["type"] == "extra_forbidden" \
             else "no [posts.<slug>] table"
-        )
     if len(loc) < 2:
         return "no [posts.<slug>] table"
     table = f"[posts.{loc[1]}]"

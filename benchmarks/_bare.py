@@ -26,12 +26,8 @@ app = Starlette(routes=[Route("/", hello), Route("/healthz", hello)])
 
 def main(port: int) -> None:
     uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        http="httptools",
-        limit_concurrency=DEFAULT_LIMIT_CONCURRENCY,
-        **UVICORN_OPTIONS,
+        app, host="127.0.0.1", port=port, http="httptools",
+        limit_concurrency=DEFAULT_LIMIT_CONCURRENCY, **UVICORN_OPTIONS,
     )
 
 

@@ -80,10 +80,8 @@ class Usage:
         wall = sum(part.wall for part in parts)
 
         def share(values: list[list[float]]) -> list[float]:
-            return [
-                sum(part.wall * v for part, v in zip(parts, core, strict=True)) / wall if wall else 0.0
-                for core in zip(*values, strict=True)
-            ]
+            return [sum(part.wall * v for part, v in zip(parts, core, strict=True)) / wall if wall else 0.0
+                    for core in zip(*values, strict=True)]
 
         cpu: dict[str, float] = {}
         for part in parts:

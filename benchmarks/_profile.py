@@ -17,19 +17,8 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]*)(?::\d+)?\)$")
 def start(py_spy: str, pid: int, seconds: float, out: Path, pin: list[str]) -> subprocess.Popen[bytes]:
     """Record `pid` at 250 Hz (pausing it per sample: consistent stacks), collapsed stacks to `out`."""
     command = [
-        *pin,
-        py_spy,
-        "record",
-        "--pid",
-        str(pid),
-        "--duration",
-        str(max(1, int(seconds))),
-        "--rate",
-        "250",
-        "--format",
-        "raw",
-        "--output",
-        str(out),
+        *pin, py_spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "250",
+        "--format", "raw", "--output", str(out),
     ]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -65,11 +54,8 @@ def summarize(raw: Path, top: int = 30) -> str:
         own[frames[-1]] += count
     if total == 0:
         return f"{raw.name}: no samples\n"
-    lines = [
-        f"{raw.name}: {total} samples of the event loop's thread ({other} of other threads left out)",
-        "",
-        "inclusive:",
-    ]
+    lines = [f"{raw.name}: {total} samples of the event loop's thread ({other} of other threads left out)", "",
+             "inclusive:"]
     lines += [f"  {100 * n / total:5.1f} %  {key}" for key, n in inclusive.most_common(top)]
     lines += ["", "self:"]
     lines += [f"  {100 * n / total:5.1f} %  {key}" for key, n in own.most_common(top)]

@@ -83,7 +83,7 @@ def noisy(runs: list[Measurement], run: Measurement, core: int | None) -> bool:
 
 
 def _split(usage: Usage, core: int | None, mine: float) -> str:
-    """ "ours / interrupts / other" shares of `core`, where `mine` is the CPU seconds our processes used on it."""
+    """"ours / interrupts / other" shares of `core`, where `mine` is the CPU seconds our processes used on it."""
     if core is None or core >= len(usage.core_busy) or not usage.wall:
         return "-"
     ours, interrupts = 100 * mine / usage.wall, 100 * usage.core_interrupts[core]
@@ -150,8 +150,7 @@ def section(bench: Any, command: str, lifted_rate: str) -> str:
         f"The server under test (bare app, tipbox, or the raw aiosmtplib sender) is pinned to core "
         f"{layout.server_core}; wrk (one thread) and the aiosmtpd sink (a process of its own, uvloop) share core "
         f"{layout.load_core}, so each server's CPU figures are its own."
-        if layout.server_core is not None
-        else "Nothing was pinned (`--no-pin`): all processes share the cores."
+        if layout.server_core is not None else "Nothing was pinned (`--no-pin`): all processes share the cores."
     )
     lines = [
         HEADING,
@@ -182,7 +181,7 @@ def section(bench: Any, command: str, lifted_rate: str) -> str:
         "CPU per op over this one's, the ratio if each side were limited by its own core alone; it moves less than "
         "req/s when other work lands on the cores. Core %: share of each core over the window (/proc/stat) used by "
         "our processes, by the kernel's interrupt and packet work (loopback traffic, mostly ours, charged to no "
-        'process) and by other processes on this shared machine; a large "other" marks a noisy measurement, and '
+        "process) and by other processes on this shared machine; a large \"other\" marks a noisy measurement, and "
         "a load core near 100 % means wrk and the sink may be what limits the figure. p99 at 64 connections "
         "includes each connection's first request (once per slice), queued while the server is saturated. †: other "
         "processes took "

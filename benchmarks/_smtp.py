@@ -70,14 +70,8 @@ async def _floor(
             start = time.perf_counter()
             try:
                 await aiosmtplib.send(
-                    data,
-                    sender=sender,
-                    recipients=recipients,
-                    hostname="127.0.0.1",
-                    port=port,
-                    use_tls=False,
-                    start_tls=False,
-                    timeout=20.0,
+                    data, sender=sender, recipients=recipients, hostname="127.0.0.1", port=port,
+                    use_tls=False, start_tls=False, timeout=20.0,
                 )
             except (aiosmtplib.SMTPException, OSError) as exc:
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1

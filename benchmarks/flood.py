@@ -110,15 +110,9 @@ def _part(name: str, value: str, filename: str | None = None) -> str:
 
 def _tip_body(token: str, what: str) -> bytes:
     parts = [
-        _part("t", token),
-        _part("hp_extra", ""),
-        _part("category", "smuggling"),
-        _part("what", what),
-        _part("where", "Bản Na Cô Sa"),
-        _part("when", "sáng nay"),
-        _part("photo", "", filename=""),
-        _part("voice", "", filename=""),
-        _part("contact", ""),
+        _part("t", token), _part("hp_extra", ""), _part("category", "smuggling"), _part("what", what),
+        _part("where", "Bản Na Cô Sa"), _part("when", "sáng nay"), _part("photo", "", filename=""),
+        _part("voice", "", filename=""), _part("contact", ""),
     ]
     return ("".join(parts) + f"--{BOUNDARY}--\r\n").encode("utf-8")
 
@@ -191,16 +185,14 @@ async def _flood_op(kind: str, port: int, rng: random.Random) -> str:
             body = b"category=drugs&what=mua+b%C3%A1n+spam&hp_extra=http%3A%2F%2Fspam.invalid"
             writer.write(
                 b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded"
-                + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-                + body
+                + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
             )
         elif kind == "form":
             writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         elif kind == "oversized":
             writer.write(
                 f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: {MULTIPART['Content-Type']}\r\n"
-                "Content-Length: 50000000\r\n\r\n".encode()
-                + b"x" * 65536
+                "Content-Length: 50000000\r\n\r\n".encode() + b"x" * 65536
             )
         elif kind == "chunked":
             writer.write(
@@ -279,22 +271,15 @@ def _flood_process(port: int, connections: int, seconds: float, pipe: Connection
 def _start_server(port: int, smtp_port: int, folder: Path, settings: dict[str, str]) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIPBOX_")}
     env.update(
-        TIPBOX_SMTP_HOST=HOST,
-        TIPBOX_SMTP_PORT=str(smtp_port),
-        TIPBOX_SMTP_SECURITY="none",
-        TIPBOX_MAIL_FROM="tipbox@bench.invalid",
-        TIPBOX_MAILBOX="post@bench.invalid",
-        TIPBOX_SECRET_KEY=secrets.token_urlsafe(32),
-        **settings,
+        TIPBOX_SMTP_HOST=HOST, TIPBOX_SMTP_PORT=str(smtp_port), TIPBOX_SMTP_SECURITY="none",
+        TIPBOX_MAIL_FROM="tipbox@bench.invalid", TIPBOX_MAILBOX="post@bench.invalid",
+        TIPBOX_SECRET_KEY=secrets.token_urlsafe(32), **settings,
     )
     tipbox = Path(sys.executable).parent / "tipbox"
     log = (folder / "tipbox.log").open("wb")
     return subprocess.Popen(
         [str(tipbox), "serve", "--host", HOST, "--port", str(port), "--log-level", "warning"],
-        env=env,
-        cwd=folder,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT,
     )
 
 
@@ -363,26 +348,18 @@ def main(argv: list[str] | None = None) -> int:
 
     delivered = sum(1 for marker in legit.markers if any(marker in text for text in sink.texts))
     others = len(sink.texts) - delivered
-    print(
-        f"flood: {seconds:.0f} s, {args.connections} connections from {HOST}; legitimate tips every "
-        f"{args.interval:g} s from 127.0.1.N (fill time {FILL_SECONDS} s); settings {settings or 'default'}"
-    )
-    print(
-        f"legitimate tips delivered / sent: {delivered} / {legit.sent} "
-        f"({100 * delivered / max(1, legit.sent):.1f} %), success pages {legit.accepted}"
-        + (f", failures {dict(legit.failures)}" if legit.failures else "")
-    )
+    print(f"flood: {seconds:.0f} s, {args.connections} connections from {HOST}; legitimate tips every "
+          f"{args.interval:g} s from 127.0.1.N (fill time {FILL_SECONDS} s); settings {settings or 'default'}")
+    print(f"legitimate tips delivered / sent: {delivered} / {legit.sent} "
+          f"({100 * delivered / max(1, legit.sent):.1f} %), success pages {legit.accepted}"
+          + (f", failures {dict(legit.failures)}" if legit.failures else ""))
     print(f"other messages in the mailbox (flood that got through): {others}")
     send = legit.send_seconds
-    print(
-        f"legitimate send latency: p50 {1000 * statistics.median(send) if send else float('nan'):.0f} ms, "
-        f"p99 {1000 * _percentile(send, 0.99):.0f} ms, max {1000 * max(send, default=float('nan')):.0f} ms; "
-        f"form fetch p99 {1000 * _percentile(legit.fetch_seconds, 0.99):.0f} ms"
-    )
-    print(
-        f"server RSS: idle peak {idle_rss:.1f} MiB, peak during the flood {peak_rss:.1f} MiB; "
-        f"{'still serving' if alive else 'DIED'}"
-    )
+    print(f"legitimate send latency: p50 {1000 * statistics.median(send) if send else float('nan'):.0f} ms, "
+          f"p99 {1000 * _percentile(send, 0.99):.0f} ms, max {1000 * max(send, default=float('nan')):.0f} ms; "
+          f"form fetch p99 {1000 * _percentile(legit.fetch_seconds, 0.99):.0f} ms")
+    print(f"server RSS: idle peak {idle_rss:.1f} MiB, peak during the flood {peak_rss:.1f} MiB; "
+          f"{'still serving' if alive else 'DIED'}")
     total = sum(sum(counter.values()) for counter in flood.values())
     print(f"flood operations: {total}")
     for kind in KINDS:

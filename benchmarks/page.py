@@ -34,14 +34,8 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
 ZALO_UA = (
     "Mozilla/5.0 (Linux; Android 10; SM-A105F Build/QP1A; wv) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Version/4.0 Chrome/80.0.3987.99 Mobile Safari/537.36 Zalo android/12100728 ZaloTheme/light ZaloLanguage/vi"
@@ -69,22 +63,13 @@ def start_tipbox(workdir: Path) -> tuple[subprocess.Popen[bytes], str, Controlle
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIPBOX_")}
     env.update(
-        TIPBOX_SMTP_HOST="127.0.0.1",
-        TIPBOX_SMTP_PORT=str(smtp.port),
-        TIPBOX_SMTP_SECURITY="none",
-        TIPBOX_MAIL_FROM="tipbox@example.vn",
-        TIPBOX_MAILBOX="post@example.vn",
-        TIPBOX_SECRET_KEY=secrets.token_urlsafe(32),
-        TIPBOX_MIN_FILL_SECONDS="0",
+        TIPBOX_SMTP_HOST="127.0.0.1", TIPBOX_SMTP_PORT=str(smtp.port), TIPBOX_SMTP_SECURITY="none",
+        TIPBOX_MAIL_FROM="tipbox@example.vn", TIPBOX_MAILBOX="post@example.vn",
+        TIPBOX_SECRET_KEY=secrets.token_urlsafe(32), TIPBOX_MIN_FILL_SECONDS="0",
     )
     tipbox = Path(sys.executable).parent / "tipbox"
-    process = subprocess.Popen(
-        [str(tipbox), "serve", "--port", str(port)],
-        env=env,
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = subprocess.Popen([str(tipbox), "serve", "--port", str(port)], env=env, cwd=workdir,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -134,15 +119,11 @@ class _Heavy(http.server.BaseHTTPRequestHandler):
     """The comparison: a 1 MB page (incompressible, as images and minified bundles mostly are once gzipped)."""
 
     css = "/*" + secrets.token_hex(100 * 1024) + "*/ body{font-family:sans-serif} button{font-size:20px}"
-    js = (
-        "/*" + secrets.token_hex(400 * 1024) + "*/ document.getElementById('app').innerHTML = "
-        "'<form><textarea></textarea><button id=\"send\">Send</button></form>';"
-    )
-    html = (
-        '<!doctype html><html><head><meta name="viewport" content="width=device-width">'
-        '<link rel="stylesheet" href="/app.css"></head><body><div id="app"></div>'
-        '<script src="/app.js"></script></body></html>'
-    )
+    js = ("/*" + secrets.token_hex(400 * 1024) + "*/ document.getElementById('app').innerHTML = "
+          "'<form><textarea></textarea><button id=\"send\">Send</button></form>';")
+    html = ('<!doctype html><html><head><meta name="viewport" content="width=device-width">'
+            '<link rel="stylesheet" href="/app.css"></head><body><div id="app"></div>'
+            '<script src="/app.js"></script></body></html>')
 
     def do_GET(self) -> None:
         body, kind = {"/app.css": (self.css, "text/css"), "/app.js": (self.js, "text/javascript")}.get(
@@ -160,26 +141,16 @@ class _Heavy(http.server.BaseHTTPRequestHandler):
 
 
 def time_to_usable(browser: Any, url: str, ready: str, *, js: bool) -> dict[str, float]:
-    context = browser.new_context(
-        viewport={"width": 360, "height": 640},
-        is_mobile=True,
-        has_touch=True,
-        user_agent=ZALO_UA,
-        java_script_enabled=js,
-    )
+    context = browser.new_context(viewport={"width": 360, "height": 640}, is_mobile=True, has_touch=True,
+                                  user_agent=ZALO_UA, java_script_enabled=js)
     page = context.new_page()
     cdp = context.new_cdp_session(page)
     cdp.send("Network.enable")
     cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
-    cdp.send(
-        "Network.emulateNetworkConditions",
-        {
-            "offline": False,
-            "latency": RTT_MS,
-            "downloadThroughput": KBPS * 1000 / 8,
-            "uploadThroughput": KBPS * 1000 / 8,
-        },
-    )
+    cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": RTT_MS,
+        "downloadThroughput": KBPS * 1000 / 8, "uploadThroughput": KBPS * 1000 / 8,
+    })
     wire = [0]
     cdp.on("Network.loadingFinished", lambda event: wire.__setitem__(0, wire[0] + event["encodedDataLength"]))
     start = time.perf_counter()
@@ -226,10 +197,8 @@ def main() -> int:
     print("| --- | --- | ---: | ---: |")
     for name, status, wire, plain in weights:
         print(f"| {name} | {status} | {wire:,} | {plain:,} |")
-    print(
-        f"\nTime to a usable form, Chromium {CHROMIUM}, CDP network emulation {KBPS} kbit/s down and up, "
-        f"{RTT_MS} ms round trip, no cache, median of {args.runs} runs:\n"
-    )
+    print(f"\nTime to a usable form, Chromium {CHROMIUM}, CDP network emulation {KBPS} kbit/s down and up, "
+          f"{RTT_MS} ms round trip, no cache, median of {args.runs} runs:\n")
     print("| page | usable form (s) | load event (s) | bytes transferred |")
     print("| --- | ---: | ---: | ---: |")
     for name, runs in timings.items():

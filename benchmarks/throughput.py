@@ -48,9 +48,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="times each measurement runs (default 2)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of untimed load per server first")
     parser.add_argument(
-        "--slices",
-        type=int,
-        default=4,
+        "--slices", type=int, default=4,
         help="each round's GET measurements run interleaved in this many slices (default 4)",
     )
     parser.add_argument("--get-connections", type=int, default=64)
@@ -58,12 +56,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-cpu", type=int, default=0, help="core for the server under test (default 0)")
     parser.add_argument("--load-cpu", type=int, default=1, help="core for wrk and the SMTP sink (default 1)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
-    parser.add_argument(
-        "--settle",
-        type=float,
-        default=15.0,
-        help="before each measurement, wait up to this many seconds for both cores to be quiet",
-    )
+    parser.add_argument("--settle", type=float, default=15.0,
+                        help="before each measurement, wait up to this many seconds for both cores to be quiet")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="afterwards, sample tipbox with py-spy into DIR")
     parser.add_argument("--no-docs", action="store_true", help="print the section; do not write docs/benchmarks.md")
     args = parser.parse_args(argv)
@@ -123,15 +117,9 @@ class Bench:
         self._spawn("bare", [sys.executable, str(HERE / "_bare.py"), str(self.ports["bare"])], os.environ.copy())
         env = {k: v for k, v in os.environ.items() if not k.startswith("TIPBOX_")}
         env.update(
-            TIPBOX_SMTP_HOST="127.0.0.1",
-            TIPBOX_SMTP_PORT=str(self.ports["sink"]),
-            TIPBOX_SMTP_SECURITY="none",
-            TIPBOX_MAIL_FROM=SENDER,
-            TIPBOX_MAILBOX=MAILBOX,
-            TIPBOX_SECRET_KEY=secrets.token_urlsafe(32),
-            TIPBOX_MIN_FILL_SECONDS="0",
-            TIPBOX_POST_RATE=LIFTED_RATE,
-            TIPBOX_SOURCE_RATE=LIFTED_RATE,
+            TIPBOX_SMTP_HOST="127.0.0.1", TIPBOX_SMTP_PORT=str(self.ports["sink"]), TIPBOX_SMTP_SECURITY="none",
+            TIPBOX_MAIL_FROM=SENDER, TIPBOX_MAILBOX=MAILBOX, TIPBOX_SECRET_KEY=secrets.token_urlsafe(32),
+            TIPBOX_MIN_FILL_SECONDS="0", TIPBOX_POST_RATE=LIFTED_RATE, TIPBOX_SOURCE_RATE=LIFTED_RATE,
         )
         tipbox = Path(sys.executable).parent / "tipbox"
         self._spawn("tipbox", [str(tipbox), "serve", "--host", "127.0.0.1", "--port", str(self.ports["tipbox"])], env)
@@ -145,10 +133,7 @@ class Bench:
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
         with (self.tmp / f"{name}.log").open("wb") as log:
             self.processes[name] = subprocess.Popen(
-                [*self.pin(self.layout.server_core), *command],
-                env=env,
-                cwd=self.tmp,
-                stdout=log,
+                [*self.pin(self.layout.server_core), *command], env=env, cwd=self.tmp, stdout=log,
                 stderr=subprocess.STDOUT,
             )
 
@@ -177,40 +162,23 @@ class Bench:
         while True:
             before = core_times()
             time.sleep(0.5)
-            busy = [
-                (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
-                for (b0, _, t0), (b1, _, t1) in zip(before, core_times(), strict=True)
-            ]
+            busy = [(b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+                    for (b0, _, t0), (b1, _, t1) in zip(before, core_times(), strict=True)]
             if max(busy) < threshold:
                 return None
             if time.monotonic() > deadline:
                 shares = ", ".join(f"{100 * b:.0f} %" for b in busy)
                 return f"started on a busy machine (cores busy {shares} before the run)"
 
+
     def run_wrk(
-        self,
-        port: int,
-        path: str,
-        *,
-        connections: int,
-        seconds: float,
-        mode: str,
-        headers: dict[str, str],
+        self, port: int, path: str, *, connections: int, seconds: float, mode: str, headers: dict[str, str],
         env: dict[str, str] | None = None,
     ) -> tuple[dict[str, Any], Usage]:
         self._seq += 1
         result = self.tmp / f"wrk-{self._seq}.json"
-        command = [
-            *self.pin(self.layout.load_core),
-            self.wrk,
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds:g}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(LUA),
-        ]
+        command = [*self.pin(self.layout.load_core), self.wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s",
+                   "--timeout", "10s", "-s", str(LUA)]
         for name, value in headers.items():
             command += ["-H", f"{name}: {value}"]
         command.append(f"http://127.0.0.1:{port}{path}")
@@ -231,16 +199,8 @@ class Bench:
         self, kind: str, label: str, round_: int, figures: dict[str, Any], usage: Usage, server: str, ok: int
     ) -> Measurement:
         run = Measurement(
-            kind,
-            label,
-            round_,
-            ok,
-            figures["duration_us"] / 1e6,
-            figures["p50_us"] / 1000,
-            figures["p99_us"] / 1000,
-            server,
-            usage,
-            bytes_per=figures["bytes"] / figures["requests"] if figures["requests"] else None,
+            kind, label, round_, ok, figures["duration_us"] / 1e6, figures["p50_us"] / 1000, figures["p99_us"] / 1000,
+            server, usage, bytes_per=figures["bytes"] / figures["requests"] if figures["requests"] else None,
         )
         errors = {k: v for k, v in figures["errors"].items() if v}
         if errors:
@@ -272,22 +232,10 @@ class Bench:
         sender, *recipients = (self.samples / "envelope-1.txt").read_text(encoding="utf-8").splitlines()
         self.envelope = (sender, recipients)
         seconds = self.args.warmup
-        self.run_wrk(
-            self.ports["bare"],
-            "/",
-            connections=self.args.get_connections,
-            seconds=seconds,
-            mode="plain",
-            headers=_http.PHONE_HEADERS,
-        )
-        self.run_wrk(
-            self.ports["tipbox"],
-            "/",
-            connections=self.args.get_connections,
-            seconds=seconds,
-            mode="plain",
-            headers={**_http.PHONE_HEADERS, **_http.GZIP},
-        )
+        self.run_wrk(self.ports["bare"], "/", connections=self.args.get_connections, seconds=seconds, mode="plain",
+                     headers=_http.PHONE_HEADERS)
+        self.run_wrk(self.ports["tipbox"], "/", connections=self.args.get_connections, seconds=seconds,
+                     mode="plain", headers={**_http.PHONE_HEADERS, **_http.GZIP})
         self.memory.append(("idle, warm (forms served, 3 tips sent)", memory_mb(self.pids["tipbox"])))
 
     def gets(self, round_: int, forms: Path) -> None:
@@ -303,27 +251,18 @@ class Bench:
         captures = []
         for number in range(self.args.slices):
             parts["bare"].append(
-                self.run_wrk(
-                    self.ports["bare"], "/", connections=connections, seconds=seconds, mode="plain", headers=phone
-                )
+                self.run_wrk(self.ports["bare"], "/", connections=connections, seconds=seconds, mode="plain",
+                             headers=phone)
             )
             captures.append(self.tmp / f"forms-{round_}-{number}.txt")
             env = {"BENCH_CAPTURE": str(captures[-1]), "BENCH_CAPTURE_MAX": str(CAPTURE_MAX)}
             parts["get"].append(
-                self.run_wrk(
-                    self.ports["tipbox"],
-                    "/",
-                    connections=connections,
-                    seconds=seconds,
-                    mode="capture",
-                    headers=phone,
-                    env=env,
-                )
+                self.run_wrk(self.ports["tipbox"], "/", connections=connections, seconds=seconds, mode="capture",
+                             headers=phone, env=env)
             )
             parts["get_gzip"].append(
-                self.run_wrk(
-                    self.ports["tipbox"], "/", connections=connections, seconds=seconds, mode="plain", headers=gzip
-                )
+                self.run_wrk(self.ports["tipbox"], "/", connections=connections, seconds=seconds, mode="plain",
+                             headers=gzip)
             )
         with forms.open("w", encoding="utf-8") as out:
             for capture in captures:
@@ -346,28 +285,17 @@ class Bench:
     def get_form(self, round_: int, forms: Path) -> None:
         """The form page, uncompressed, in one run (--profile); its served forms' hidden fields are kept."""
         env = {"BENCH_CAPTURE": str(forms), "BENCH_CAPTURE_MAX": str(CAPTURE_MAX)}
-        figures, usage = self.run_wrk(
-            self.ports["tipbox"],
-            "/",
-            connections=self.args.get_connections,
-            seconds=self.args.duration,
-            mode="capture",
-            headers=_http.PHONE_HEADERS,
-            env=env,
-        )
+        figures, usage = self.run_wrk(self.ports["tipbox"], "/", connections=self.args.get_connections,
+                                      seconds=self.args.duration, mode="capture", headers=_http.PHONE_HEADERS,
+                                      env=env)
         ok = int(figures["statuses"].get("200", 0))
         self._from_wrk("get", "(b) tipbox GET form, identity", round_, figures, usage, "tipbox", ok)
 
     def get_form_gzip(self, round_: int) -> None:
         """The form page, compressed, in one run (--profile)."""
-        figures, usage = self.run_wrk(
-            self.ports["tipbox"],
-            "/",
-            connections=self.args.get_connections,
-            seconds=self.args.duration,
-            mode="plain",
-            headers={**_http.PHONE_HEADERS, **_http.GZIP},
-        )
+        figures, usage = self.run_wrk(self.ports["tipbox"], "/", connections=self.args.get_connections,
+                                      seconds=self.args.duration, mode="plain",
+                                      headers={**_http.PHONE_HEADERS, **_http.GZIP})
         ok = figures["requests"] - figures["errors"]["status"]
         self._from_wrk("get_gzip", "(b) tipbox GET form, gzip (as phones ask)", round_, figures, usage, "tipbox", ok)
 
@@ -378,15 +306,8 @@ class Bench:
         sender, recipients = self.envelope
         process = self.context.Process(
             target=_smtp.run_floor,
-            args=(
-                self.ports["sink"],
-                self.message,
-                sender,
-                recipients,
-                self.args.post_connections,
-                self.layout.server_core,
-                theirs,
-            ),
+            args=(self.ports["sink"], self.message, sender, recipients, self.args.post_connections,
+                  self.layout.server_core, theirs),
             daemon=True,
         )
         process.start()
@@ -423,14 +344,9 @@ class Bench:
             for name, count in outcome["errors"].items():
                 errors[name] = errors.get(name, 0) + count
         run = Measurement(
-            "floor",
-            f"raw aiosmtplib, {self.args.post_connections} senders, new connection each",
-            round_,
-            sum(outcome["sent"] for outcome, _ in floors),
-            sum(outcome["seconds"] for outcome, _ in floors),
-            1000 * _percentile(latencies, 50),
-            1000 * _percentile(latencies, 99),
-            "floor",
+            "floor", f"raw aiosmtplib, {self.args.post_connections} senders, new connection each", round_,
+            sum(outcome["sent"] for outcome, _ in floors), sum(outcome["seconds"] for outcome, _ in floors),
+            1000 * _percentile(latencies, 50), 1000 * _percentile(latencies, 99), "floor",
             Usage.combined([usage for _, usage in floors]),
         )
         if errors:
@@ -450,24 +366,13 @@ class Bench:
         body.write_bytes("\0".join(_http.tip_template(run_id)).encode("utf-8"))
         env = {"BENCH_FORMS": str(forms), "BENCH_BODY": str(body), "BENCH_BOUNDARY": _http.BOUNDARY}
         before = self.delivered.value
-        figures, usage = self.run_wrk(
-            self.ports["tipbox"],
-            "/",
-            connections=self.args.post_connections,
-            seconds=seconds,
-            mode="post",
-            headers={**_http.PHONE_HEADERS, **_http.GZIP},
-            env=env,
-        )
+        figures, usage = self.run_wrk(self.ports["tipbox"], "/", connections=self.args.post_connections,
+                                      seconds=seconds, mode="post",
+                                      headers={**_http.PHONE_HEADERS, **_http.GZIP}, env=env)
         return figures, usage, _settled(self.delivered) - before
 
     def _post_measurement(
-        self,
-        round_: int,
-        figures: dict[str, Any],
-        usage: Usage,
-        delivered: int,
-        available: int,
+        self, round_: int, figures: dict[str, Any], usage: Usage, delivered: int, available: int,
         label: str = "(b) tipbox POST tip → SMTP 250 → success page",
     ) -> None:
         self.tips += delivered
@@ -504,9 +409,8 @@ class Bench:
         if script:
             js = _http.request(port, "GET", script, gzip)
             encoding = js.headers.get("content-encoding", "identity")
-            self.wire.append(
-                (f"tipbox script, cached a year (HTTP {js.status})", encoding, js.head_bytes, len(js.body), "")
-            )
+            self.wire.append((f"tipbox script, cached a year (HTTP {js.status})", encoding, js.head_bytes,
+                              len(js.body), ""))
 
     def measure(self) -> None:
         self.warm_up()
@@ -518,7 +422,8 @@ class Bench:
                 self.memory.append(("after the GET load", memory_mb(self.pids["tipbox"])))
             self.posts(round_, forms)
             _log(f"round {round_} done")
-        self.memory.append((f"after all the load ({self.tips:,} tips relayed)", memory_mb(self.pids["tipbox"])))
+        self.memory.append((f"after all the load ({self.tips:,} tips relayed)",
+                            memory_mb(self.pids["tipbox"])))
 
     def profile(self, directory: Path) -> None:
         """Sample tipbox with py-spy under the GET (identity, gzip) and POST loads; untimed, not in the tables."""

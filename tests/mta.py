@@ -164,7 +164,9 @@ class MailSystem:
         (root / "postfix" / "mailboxes").write_text(f"{OFFICER} {DOMAIN}/officer/\n")
         conf = root / "dovecot" / "dovecot.conf"
         conf.write_text(_DOVECOT_CONF.format(instance=f"tipbox-test-{root.name}", port=self.imap_port, **settings))
-        (root / "dovecot" / "users").write_text(f"{OFFICER}:{{PLAIN}}{PASSWORD}:{MAIL_UID}:{MAIL_GID}::{root}/home::\n")
+        (root / "dovecot" / "users").write_text(
+            f"{OFFICER}:{{PLAIN}}{PASSWORD}:{MAIL_UID}:{MAIL_GID}::{root}/home::\n"
+        )
 
         self._run(self.postfix, "-c", str(root / "postfix"), "start")
         self._run(self.dovecot, "-c", str(conf))

@@ -53,22 +53,10 @@ ZALO_UA = (
     "Version/4.0 Chrome/80.0.3987.99 Mobile Safari/537.36 Zalo android/12100728 ZaloTheme/light ZaloLanguage/vi"
 )
 WORDS = {
-    "vi": {
-        "category": "drugs",
-        "what": "Có người lạ bán ma túy ở chợ phiên Na Cô Sa, sáng chủ nhật.",
-        "where": "Chợ phiên, bản Na Cô Sa",
-        "when": "Chủ nhật, 7 giờ sáng",
-        "send": "Gửi",
-        "sent": "Đã gửi.",
-    },
-    "hmn": {
-        "category": "border",
-        "what": "Muaj ob tug neeg hla ciam teb thaum tsaus ntuj ntawm lub roob.",
-        "where": "Ze lub zos Huổi Lếch",
-        "when": "Nag hmo thaum tsaus ntuj",
-        "send": "Xa",
-        "sent": "Xa lawm.",
-    },
+    "vi": {"category": "drugs", "what": "Có người lạ bán ma túy ở chợ phiên Na Cô Sa, sáng chủ nhật.",
+           "where": "Chợ phiên, bản Na Cô Sa", "when": "Chủ nhật, 7 giờ sáng", "send": "Gửi", "sent": "Đã gửi."},
+    "hmn": {"category": "border", "what": "Muaj ob tug neeg hla ciam teb thaum tsaus ntuj ntawm lub roob.",
+            "where": "Ze lub zos Huổi Lếch", "when": "Nag hmo thaum tsaus ntuj", "send": "Xa", "sent": "Xa lawm."},
 }
 
 
@@ -116,12 +104,8 @@ def running_service(root: Path, **settings: str) -> Iterator[Service]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIPBOX_")}
     env.update(
-        TIPBOX_SMTP_HOST="127.0.0.1",
-        TIPBOX_SMTP_PORT=str(sink.port),
-        TIPBOX_SMTP_SECURITY="none",
-        TIPBOX_MAIL_FROM="tipbox@example.vn",
-        TIPBOX_MAILBOX="post@example.vn",
-        TIPBOX_SECRET_KEY=SECRET,
+        TIPBOX_SMTP_HOST="127.0.0.1", TIPBOX_SMTP_PORT=str(sink.port), TIPBOX_SMTP_SECURITY="none",
+        TIPBOX_MAIL_FROM="tipbox@example.vn", TIPBOX_MAILBOX="post@example.vn", TIPBOX_SECRET_KEY=SECRET,
         **settings,
     )
     tipbox = Path(sys.executable).parent / "tipbox"
@@ -163,13 +147,8 @@ def browser() -> Iterator[Any]:
 
 def phone(browser: Any, service: Service, *, js: bool, accept_language: str = "vi-VN,vi;q=0.9") -> Phone:
     context = browser.new_context(
-        viewport={"width": 360, "height": 640},
-        device_scale_factor=2,
-        is_mobile=True,
-        has_touch=True,
-        user_agent=ZALO_UA,
-        java_script_enabled=js,
-        extra_http_headers={"Accept-Language": accept_language},
+        viewport={"width": 360, "height": 640}, device_scale_factor=2, is_mobile=True, has_touch=True,
+        user_agent=ZALO_UA, java_script_enabled=js, extra_http_headers={"Accept-Language": accept_language},
     )
     result = Phone(context, context.new_page())
     context.on("request", lambda request: result.requests.append(request.url))
@@ -179,8 +158,7 @@ def phone(browser: Any, service: Service, *, js: bool, accept_language: str = "v
 def same_origin_only(device: Phone, service: Service) -> None:
     origin = urlsplit(service.url)
     others = [
-        url
-        for url in device.requests
+        url for url in device.requests
         if urlsplit(url).scheme not in ("data", "about", "blob") and urlsplit(url)[:2] != origin[:2]
     ]
     assert device.requests and others == []
@@ -490,8 +468,9 @@ def sent_files(request: Any, name: str) -> list[bytes]:
     return [
         part.get_payload(decode=True)
         for part in message.iter_parts()
-        if part.get_param("filename", header="content-disposition")
-        and part.get_param("name", header="content-disposition") == name
+        if part.get_param("filename", header="content-disposition") and part.get_param(
+            "name", header="content-disposition"
+        ) == name
     ]
 
 

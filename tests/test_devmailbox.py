@@ -22,11 +22,8 @@ def test_messages_are_filed_as_eml(tmp_path: Path) -> None:
             for number in range(2):
                 await aiosmtplib.send(
                     f"Subject: tin {number}\r\n\r\nNội dung\r\n".encode(),
-                    sender="tipbox@localhost",
-                    recipients=["officer@tipbox.invalid"],
-                    hostname="127.0.0.1",
-                    port=port,
-                    start_tls=False,
+                    sender="tipbox@localhost", recipients=["officer@tipbox.invalid"],
+                    hostname="127.0.0.1", port=port, start_tls=False,
                 )
         finally:
             await mailbox.stop()
@@ -49,14 +46,8 @@ def test_unwritable_folder_refuses_the_message(tmp_path: Path) -> None:
         folder.rmdir()
         folder.write_text("a file where the folder was")  # unwritable even for root
         try:
-            await aiosmtplib.send(
-                b"Subject: x\r\n\r\ny\r\n",
-                sender="a@localhost",
-                recipients=["b@localhost"],
-                hostname="127.0.0.1",
-                port=port,
-                start_tls=False,
-            )
+            await aiosmtplib.send(b"Subject: x\r\n\r\ny\r\n", sender="a@localhost", recipients=["b@localhost"],
+                                  hostname="127.0.0.1", port=port, start_tls=False)
         except aiosmtplib.SMTPDataError as exc:
             return exc.code
         finally:

@@ -26,15 +26,8 @@ DISTINCTIVE = "198.51.100.177"
 def encodings(address: str) -> list[str]:
     """The address as anyone might have stored it: text, packed, hex, integer, base64, mapped, plain hashes."""
     ip = ipaddress.ip_address(address)
-    forms = [
-        address,
-        ip.packed.hex(),
-        str(int(ip)),
-        base64.b64encode(ip.packed).decode(),
-        f"::ffff:{address}",
-        address.replace(".", "_"),
-        address.replace(".", "-"),
-    ]
+    forms = [address, ip.packed.hex(), str(int(ip)), base64.b64encode(ip.packed).decode(), f"::ffff:{address}",
+             address.replace(".", "_"), address.replace(".", "-")]
     for name in ("md5", "sha1", "sha256"):
         forms.append(hashlib.new(name, address.encode()).hexdigest()[:16])
     return forms

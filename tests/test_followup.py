@@ -201,17 +201,8 @@ def test_each_post_has_its_own_more_page(sink: Sink, make_settings: Callable[...
 
 @pytest.mark.parametrize(
     ("typed", "problem"),
-    [
-        ("", False),
-        ("  ", False),
-        ("{code}", False),
-        ("{code_dots}", False),
-        ("{typo}", True),
-        ("12345", True),
-        ("{code} {code}", True),
-        ("{long}", True),
-        ("mã của tôi", True),
-    ],
+    [("", False), ("  ", False), ("{code}", False), ("{code_dots}", False), ("{typo}", True), ("12345", True),
+     ("{code} {code}", True), ("{long}", True), ("mã của tôi", True)],
 )
 def test_validate_names_a_bad_receipt_on_its_field(typed: str, problem: bool) -> None:
     code = receipts.new_code(RECEIPT_TAGS["other"], SECRET.encode())

@@ -167,14 +167,12 @@ def test_a_streamed_urlencoded_body_is_cut_off(small_client: TestClient, sink: S
     [
         ("application/x-www-form-urlencoded", b"category=theft&what=%FF%FE%FD"),  # percent-encoded non-UTF-8
         ("application/x-www-form-urlencoded", b"category=theft&what=\xff\xfe"),  # raw non-ASCII bytes
-        ("multipart/form-data", b'--b\r\nContent-Disposition: form-data; name="what"\r\n\r\nx'),  # no boundary
+        ("multipart/form-data", b"--b\r\nContent-Disposition: form-data; name=\"what\"\r\n\r\nx"),  # no boundary
         ("multipart/form-data; boundary=b", b"garbage without any boundary"),
-        ("multipart/form-data; boundary=b", b'--b\r\nContent-Disposition: form-data; name="what"\r\n\r\nx'),
+        ("multipart/form-data; boundary=b", b"--b\r\nContent-Disposition: form-data; name=\"what\"\r\n\r\nx"),
         ("multipart/form-data; boundary=b", b"--b\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b--\r\n"),
-        (
-            "multipart/form-data; boundary=b",
-            b'--b\r\nContent-Disposition: form-data; name="what"\r\n\r\n\xc3\x28\r\n--b--\r\n',
-        ),
+        ("multipart/form-data; boundary=b",
+         b"--b\r\nContent-Disposition: form-data; name=\"what\"\r\n\r\n\xc3\x28\r\n--b--\r\n"),
         ("multipart/form-data; boundary=" + "b" * 300, b"--" + b"b" * 300 + b"--\r\n"),
         ("text/plain", b"what=hello"),
         ("application/json", b'{"what": "hello"}'),
@@ -188,7 +186,7 @@ def test_malformed_bodies_get_a_clear_4xx(client: TestClient, sink: Sink, conten
 
 
 def test_unknown_category_and_empty_text_give_the_form_back(client: TestClient, sink: Sink) -> None:
-    data = {**form_fields(client), "category": "aliens", "what": "", "where": 'Bản <Mường> "Nhé"'}
+    data = {**form_fields(client), "category": "aliens", "what": "", "where": "Bản <Mường> \"Nhé\""}
     response = client.post("/", data=data)
     assert response.status_code == 422
     assert "Hãy chọn loại việc." in response.text

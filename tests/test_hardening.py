@@ -30,15 +30,8 @@ def run_against(app: ASGIApp, scenario: Scenario) -> None:
     async def main() -> None:
         port = free_port()
         config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            http=QuickProtocol,
-            loop="asyncio",
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            timeout_keep_alive=5,
+            app, host="127.0.0.1", port=port, http=QuickProtocol, loop="asyncio", lifespan="off",
+            log_config=None, access_log=False, timeout_keep_alive=5,
         )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
@@ -126,3 +119,4 @@ def test_a_form_body_that_trickles_gets_408_in_the_senders_language(
 
     run_against(app, scenario)
     assert sink.handler.messages == []
+

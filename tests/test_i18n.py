@@ -45,15 +45,14 @@ def test_shipped_catalogs() -> None:
 
 def test_operator_override_and_new_language(tmp_path: Path) -> None:
     (tmp_path / "hmn.po").write_text(
-        'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\nmsgid "Send"\nmsgstr "Xa mus"\n',
-        encoding="utf-8",
+        'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+        'msgid "Send"\nmsgstr "Xa mus"\n', encoding="utf-8",
     )
     (tmp_path / "tdd").mkdir()
     (tmp_path / "tdd" / "LC_MESSAGES").mkdir()
     (tmp_path / "tdd" / "LC_MESSAGES" / "messages.po").write_text(
         'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
-        'msgid "language-name"\nmsgstr "ᥖᥭᥰ ᥖᥬᥲ ᥑᥨᥒᥰ"\n',
-        encoding="utf-8",
+        'msgid "language-name"\nmsgstr "ᥖᥭᥰ ᥖᥬᥲ ᥑᥨᥒᥰ"\n', encoding="utf-8",
     )
     hmong = i18n.translations("hmn", tmp_path)
     assert hmong.gettext("Send") == "Xa mus"  # overridden

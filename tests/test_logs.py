@@ -11,33 +11,16 @@ from app.logs import REDACTED, RedactAddresses, redact
 
 @pytest.mark.parametrize(
     "address",
-    [
-        "203.0.113.9",
-        "198.51.100.250",
-        "2001:db8::1",
-        "[2001:db8:85a3::8a2e:370:7334]",
-        "fe80::1ff:fe23:4567:890a",
-        "2001:0db8:0000:0000:0000:ff00:0042:8329",
-        "::ffff:203.113.45.67",
-        "2402:800:6371:ab12",
-    ],
+    ["203.0.113.9", "198.51.100.250", "2001:db8::1", "[2001:db8:85a3::8a2e:370:7334]", "fe80::1ff:fe23:4567:890a",
+     "2001:0db8:0000:0000:0000:ff00:0042:8329", "::ffff:203.113.45.67", "2402:800:6371:ab12"],
 )
 def test_addresses_are_removed(address: str) -> None:
     assert address.strip("[]") not in redact(f"connection from {address}:51234 closed")
     assert REDACTED in redact(f"peer={address}")
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "at 22:40:11",
-        "ratio 3:2",
-        "version 1.2.3",
-        "listening on 127.0.0.1:8000",
-        "bound to 0.0.0.0:80",
-        "code 4821 0937 5512 9634",
-    ],
-)
+@pytest.mark.parametrize("text", ["at 22:40:11", "ratio 3:2", "version 1.2.3", "listening on 127.0.0.1:8000",
+                                  "bound to 0.0.0.0:80", "code 4821 0937 5512 9634"])
 def test_ordinary_text_and_own_bind_addresses_are_kept(text: str) -> None:
     assert redact(text) == text
 

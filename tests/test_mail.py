@@ -30,11 +30,8 @@ def _tip(**overrides: str) -> Tip:
     values = {"category": "drugs", "what": "Bán ma túy ở chợ phiên", "where": "Chợ", "when": "Sáng nay", "contact": ""}
     values.update(overrides)
     return Tip(
-        post=POST,
-        language="hmn",
-        received_at=datetime(2026, 11, 29, 23, 30, tzinfo=UTC),
-        receipt="4821 0937 5512 9634",
-        **values,
+        post=POST, language="hmn", received_at=datetime(2026, 11, 29, 23, 30, tzinfo=UTC),
+        receipt="4821 0937 5512 9634", **values,
     )
 
 
@@ -164,16 +161,13 @@ WIRE_CASES: dict[str, Callable[[], tuple[Tip, list[Attachment]]]] = {
     "vietnamese": lambda: (dataclasses.replace(_tip(), language="vi"), []),
     "hmong": lambda: (_tip(what=HMONG, where="Khw Nas Kauj Xab", when="Hnub no"), []),
     "long lines": lambda: (
-        _tip(what="x" * 5000 + "\n" + "Bán ma túy ở chợ " * 300, where="ồ" * 300, when=" " * 80),
-        [],
+        _tip(what="x" * 5000 + "\n" + "Bán ma túy ở chợ " * 300, where="ồ" * 300, when=" " * 80), []
     ),
     "CR, LF and control characters in every field, as typed": lambda: (
-        _tip(what=HOSTILE + CONTROLS, where=HOSTILE + CONTROLS, when=HOSTILE, contact=CONTROLS + HOSTILE),
-        [],
+        _tip(what=HOSTILE + CONTROLS, where=HOSTILE + CONTROLS, when=HOSTILE, contact=CONTROLS + HOSTILE), []
     ),
     "CR, LF and control characters in every field, cleaned": lambda: (
-        _cleaned(what=HOSTILE + CONTROLS, where=HOSTILE + CONTROLS, when=HOSTILE, contact=CONTROLS),
-        [],
+        _cleaned(what=HOSTILE + CONTROLS, where=HOSTILE + CONTROLS, when=HOSTILE, contact=CONTROLS), []
     ),
     "HTML in the fields": lambda: (
         _tip(what='<script>alert("x")</script>&amp;', where="<b>bold</b>", contact='<a href="http://x.example">Z</a>'),

@@ -64,9 +64,7 @@ def _multipart(fields: dict[str, str], photo: bytes = b"") -> tuple[bytes, str]:
     filename = PHOTO_NAME if photo else ""
     chunks.append(
         f'--{boundary}\r\nContent-Disposition: form-data; name="photo"; filename="{filename}"\r\n'
-        f"Content-Type: image/jpeg\r\n\r\n".encode()
-        + photo
-        + b"\r\n"
+        f"Content-Type: image/jpeg\r\n\r\n".encode() + photo + b"\r\n"
     )
     chunks.append(f"--{boundary}--\r\n".encode())
     return b"".join(chunks), f"multipart/form-data; boundary={boundary}"

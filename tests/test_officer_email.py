@@ -115,14 +115,8 @@ def test_no_attachments_render_nothing_and_a_list_renders_each_file() -> None:
         SimpleNamespace(kind="Ghi âm M4A", size="300 KB", cid=None),
     ]
     context = {
-        "tip": _tip(code),
-        "category": "Ma túy",
-        "report_category": "Ma túy",
-        "follow_up": False,
-        "code_possible": True,
-        "received": "30/11/2026 06:30",
-        "sender_language": "Hmoob (hmn)",
-        "attachments": files,
+        "tip": _tip(code), "category": "Ma túy", "report_category": "Ma túy", "follow_up": False,
+        "code_possible": True, "received": "30/11/2026 06:30", "sender_language": "Hmoob (hmn)", "attachments": files,
     }
     text = env.get_template("email/tip.txt").render(context)
     assert "Tệp đính kèm (2):\n1. Ảnh JPEG, 1,2 MB\n2. Ghi âm M4A, 300 KB" in text

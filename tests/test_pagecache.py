@@ -20,7 +20,7 @@ from app.settings import Post
 from tests.mailsink import Sink
 from tests.test_guard import TIP, receipt_of, token_of
 
-POST = Post("ncs", 'Đồn Biên phòng Na Cô Sa <&> "Bản"', "nacosa@example.vn", ("vi", "hmn"))
+POST = Post("ncs", "Đồn Biên phòng Na Cô Sa <&> \"Bản\"", "nacosa@example.vn", ("vi", "hmn"))
 GZIP = {"Accept-Encoding": "gzip, deflate"}
 TOKEN_CHARS = 48  # a form token (app.guard.tokens)
 RECEIPT_CHARS = 19  # a receipt code, "0000 0000 0000 0000"
@@ -35,15 +35,9 @@ def raw_get(client: TestClient, path: str, headers: dict[str, str]) -> tuple[dic
 
 
 @pytest.mark.parametrize("dev_mode", [False, True])
-@pytest.mark.parametrize(
-    ("language", "path", "follow_up"),
-    [
-        ("vi", "/", False),
-        ("hmn", "/", False),
-        ("vi", "/p/ncs/more", True),
-        ("hmn", "/more", True),
-    ],
-)
+@pytest.mark.parametrize(("language", "path", "follow_up"), [
+    ("vi", "/", False), ("hmn", "/", False), ("vi", "/p/ncs/more", True), ("hmn", "/more", True),
+])
 def test_a_kept_form_is_the_form_rendered_in_full(dev_mode: bool, language: str, path: str, follow_up: bool) -> None:
     renderer = Pages(dev_mode=dev_mode)
     token = Tokens(b"k" * 32).issue(POST.slug, 1_800_000_000.0)
@@ -71,15 +65,12 @@ def test_a_kept_success_page_is_the_page_rendered_in_full() -> None:
     assert b"&lt;b&gt;12&lt;/b&gt;" in odd.body and "content-encoding" not in odd.headers
 
 
-def test_every_get_carries_a_new_token_that_verifies_and_sends_once(client: TestClient, site: Site, sink: Sink) -> None:
+def test_every_get_carries_a_new_token_that_verifies_and_sends_once(
+    client: TestClient, site: Site, sink: Sink
+) -> None:
     guard = site.guard
-    pages = [
-        client.get("/"),
-        client.get("/", headers=GZIP),
-        client.get("/?lang=hmn", headers=GZIP),
-        client.get("/more"),
-        client.get("/", headers=GZIP),
-    ]
+    pages = [client.get("/"), client.get("/", headers=GZIP), client.get("/?lang=hmn", headers=GZIP),
+             client.get("/more"), client.get("/", headers=GZIP)]
     tokens = [token_of(page) for page in pages]
     assert len(set(tokens)) == len(tokens) and all(len(token) == TOKEN_CHARS for token in tokens)
     for token in tokens:
@@ -117,15 +108,8 @@ def test_compressed_page_is_the_plain_page_and_says_so_once(client: TestClient, 
 
 
 def _page(rng: random.Random, size: int) -> str:
-    words = [
-        '<div class="field">',
-        '<label for="what">',
-        "Nyob qhov twg ",
-        "O dau ",
-        "</div>\n",
-        "field ",
-        "".join(rng.choices(string.ascii_letters, k=40)),
-    ]
+    words = ["<div class=\"field\">", "<label for=\"what\">", "Nyob qhov twg ", "O dau ", "</div>\n", "field ",
+             "".join(rng.choices(string.ascii_letters, k=40))]
     return "".join(rng.choice(words) for _ in range(size))
 
 
@@ -141,12 +125,8 @@ def test_any_value_in_the_slot_decompresses_to_the_plain_bytes(seed: int) -> Non
     page = SlottedPage.render(lambda value: before + value + after, length)
     alphabet = string.ascii_letters + string.digits + "-_ "
     # Values that repeat what surrounds the slot: a compressor that matched into the slot would get them wrong.
-    for value in (
-        _safe(after, length),
-        _safe(before[::-1], length)[::-1],
-        "".join(rng.choices(alphabet, k=length)),
-        "A" * length,
-    ):
+    for value in (_safe(after, length), _safe(before[::-1], length)[::-1], "".join(rng.choices(alphabet, k=length)),
+                  "A" * length):
         expected = (before + value + after).encode()
         assert page.identity(value) == expected
         assert gzip.decompress(page.gzip(value)) == expected

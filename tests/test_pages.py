@@ -211,38 +211,15 @@ def test_script_is_served_same_origin_with_its_hash_and_long_cache(client: TestC
 def test_script_uses_nothing_an_old_webview_lacks() -> None:
     source = (ROOT / "static" / "tipbox.js").read_text(encoding="utf-8")
     code = re.sub(r"/\*.*?\*/|//[^\n]*", "", source, flags=re.S)
-    for forbidden in (
-        "window.open",
-        "confirm(",
-        "getUserMedia",
-        "clipboard",
-        "cookie",
-        "=>",
-        "`",
-        "?.",
-        "??",
-        "let ",
-        "const ",
-        "async ",
-        "await ",
-        "class ",
-    ):
+    for forbidden in ("window.open", "confirm(", "getUserMedia", "clipboard", "cookie", "=>", "`", "?.", "??",
+                      "let ", "const ", "async ", "await ", "class "):
         assert forbidden not in code, forbidden
 
 
 def test_stylesheet_uses_nothing_newer_than_chromium_80() -> None:
     css = (ROOT / "static" / "tipbox.css").read_text(encoding="utf-8")
-    for newer in (
-        ":focus-visible",
-        ":is(",
-        ":where(",
-        ":has(",
-        "aspect-ratio",
-        "inset:",
-        "clamp(",
-        "@layer",
-        "@container",
-    ):
+    for newer in (":focus-visible", ":is(", ":where(", ":has(", "aspect-ratio", "inset:", "clamp(", "@layer",
+                  "@container"):
         assert newer not in css, newer
     # Flexbox `gap` came in Chromium 84 and Safari 14.1; grid gaps are spelled `grid-gap`.
     assert not re.search(r"(?<![-\w])gap:", css)

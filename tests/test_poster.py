@@ -220,7 +220,9 @@ def test_the_uppercase_address_reaches_the_same_form(
     assert sink.handler.envelopes[-1][1] == ["nacosa@example.vn"]
 
 
-def test_the_service_serves_the_poster(make_settings: Callable[..., Settings], posts_file: Path) -> None:
+def test_the_service_serves_the_poster(
+    make_settings: Callable[..., Settings], posts_file: Path
+) -> None:
     settings = make_settings(public_url=PUBLIC_URL, posts_file=posts_file)
     with TestClient(create_app(settings)) as client:
         response = client.get("/p/ncs/poster.pdf")
@@ -236,7 +238,9 @@ def test_the_service_serves_the_poster(make_settings: Callable[..., Settings], p
         assert client.get("/p/nope/poster.pdf").status_code == 404
 
 
-def test_the_command_writes_a_pdf_and_a_preview(env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_writes_a_pdf_and_a_preview(
+    env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     require("pdftoppm", "poppler-utils")
     out = tmp_path / "cards.pdf"
     assert cli.main(["poster", "--post", "NCS", "--layout", "cards", "--size", "a4", "--out", str(out), "--png"]) == 0
@@ -334,8 +338,7 @@ def test_a_poster_that_cannot_be_made_is_a_clear_503_not_a_crash(
     """An operator's translation with a letter no font has: one clear line for the officer, never a 500."""
     (tmp_path / "vi.po").write_text(
         'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
-        'msgid "Press Send"\nmsgstr "Bấm Gửi \U00013000"\n',
-        encoding="utf-8",
+        'msgid "Press Send"\nmsgstr "Bấm Gửi \U00013000"\n', encoding="utf-8",
     )
     client = TestClient(create_app(make_settings(locales_dir=tmp_path, public_url="https://tip.example.vn")))
     response = client.get("/p/post/poster.pdf?lang=vi")

@@ -25,17 +25,8 @@ IDENTIFYING = {
     "Cookie": "zalo_session=distinctive-cookie-value",
     "Referer": "https://zalo.me/distinctive-referrer",
 }
-MARKERS = [
-    PEER,
-    "198.51.100.23",
-    "10.9.8.7",
-    "198.51.100.24",
-    "198.51.100.25",
-    "Redmi-Distinctive-7A",
-    "distinctive-cookie-value",
-    "distinctive-referrer",
-    "12100728",
-]
+MARKERS = [PEER, "198.51.100.23", "10.9.8.7", "198.51.100.24", "198.51.100.25", "Redmi-Distinctive-7A",
+           "distinctive-cookie-value", "distinctive-referrer", "12100728"]
 
 
 def test_no_sender_data_in_logs_pages_or_email(
@@ -70,13 +61,8 @@ def test_middleware_hands_the_app_no_address_and_only_allowlisted_headers() -> N
 
     async def inner(scope: Any, receive: Any, send: Any) -> None:
         seen.update(scope)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"set-cookie", b"a=b"), (b"server", b"x"), (b"content-type", b"text/plain")],
-            }
-        )
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"set-cookie", b"a=b"), (b"server", b"x"), (b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"ok"})
 
     app = PrivacyMiddleware(inner, csp="default-src 'none'")
@@ -124,5 +110,5 @@ def test_every_page_carries_strict_security_headers(client: TestClient) -> None:
 
 def test_page_has_no_third_party_resource(client: TestClient) -> None:
     page = client.get("/").text
-    for needle in ("http://", "https://", "//fonts", '<script src="//'):
+    for needle in ("http://", "https://", "//fonts", "<script src=\"//"):
         assert needle not in page

@@ -36,8 +36,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("redis")
     process = subprocess.Popen(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     client = redis.Redis(port=port)
     try:
@@ -69,15 +68,9 @@ def replicas(redis_url: str, module_sink: Sink, tmp_path_factory: pytest.TempPat
     """Two `tipbox serve` processes on the same Redis (database 0) and the same SMTP sink."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIPBOX_")}
     env.update(
-        TIPBOX_SMTP_HOST="127.0.0.1",
-        TIPBOX_SMTP_PORT=str(module_sink.port),
-        TIPBOX_SMTP_SECURITY="none",
-        TIPBOX_MAIL_FROM="tipbox@example.vn",
-        TIPBOX_MAILBOX="post@example.vn",
-        TIPBOX_SECRET_KEY=SECRET,
-        TIPBOX_MIN_FILL_SECONDS="0",
-        TIPBOX_POST_RATE=f"{POST_RATE}/hour",
-        TIPBOX_LIMITS_STORAGE=f"{redis_url}/0",
+        TIPBOX_SMTP_HOST="127.0.0.1", TIPBOX_SMTP_PORT=str(module_sink.port), TIPBOX_SMTP_SECURITY="none",
+        TIPBOX_MAIL_FROM="tipbox@example.vn", TIPBOX_MAILBOX="post@example.vn", TIPBOX_SECRET_KEY=SECRET,
+        TIPBOX_MIN_FILL_SECONDS="0", TIPBOX_POST_RATE=f"{POST_RATE}/hour", TIPBOX_LIMITS_STORAGE=f"{redis_url}/0",
     )
     tipbox = str(Path(sys.executable).parent / "tipbox")
     root = tmp_path_factory.mktemp("replicas")
@@ -115,7 +108,9 @@ def _all_stored(url: str, db: int) -> list[str]:
         return found
 
 
-def test_replicas_share_sent_forms_and_the_post_limit(replicas: list[str], module_sink: Sink, redis_url: str) -> None:
+def test_replicas_share_sent_forms_and_the_post_limit(
+    replicas: list[str], module_sink: Sink, redis_url: str
+) -> None:
     one, two = replicas
     with _client() as client:
         form = client.get(one + "/")

@@ -41,10 +41,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [str(tipbox), "serve", "--host", HOST, "--port", str(port), "--log-level", "debug"],
-            env=env,
-            cwd=root,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
+            env=env, cwd=root, stdout=sink, stderr=subprocess.STDOUT,
         )
         try:
             wait_until_responds(f"http://{HOST}:{port}", process)
@@ -69,12 +66,8 @@ def test_a_tip_lands_in_the_dev_mailbox(served: Served) -> None:
         data = {**hidden_fields(form.text), "category": "weapons", "what": "Có người giấu súng kíp trong nương ngô"}
         sent = client.post(served.url + "/", data=data)
         # A websocket handshake: uvicorn would log "<address>:<port> - WebSocket /" before any middleware runs.
-        upgrade = {
-            "Connection": "Upgrade",
-            "Upgrade": "websocket",
-            "Sec-WebSocket-Version": "13",
-            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        }
+        upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                   "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
         assert client.get(served.url + "/?ws=1", headers=upgrade).status_code != 101
     assert sent.status_code == 200, sent.text
     files = sorted(served.mailbox.glob("*.eml"))

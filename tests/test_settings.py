@@ -11,12 +11,8 @@ import pytest
 from app.settings import ConfigError, load_settings
 
 SECRET = "s" * 40
-PROD = {
-    "smtp_host": "smtp.example.vn",
-    "mail_from": "tipbox@example.vn",
-    "mailbox": "post@example.vn",
-    "secret_key": SECRET,
-}
+PROD = {"smtp_host": "smtp.example.vn", "mail_from": "tipbox@example.vn", "mailbox": "post@example.vn",
+        "secret_key": SECRET}
 
 
 def _posts_file(tmp_path: Path, text: str) -> Path:
@@ -39,9 +35,7 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_posts_file_lists_several_posts_in_order(tmp_path: Path) -> None:
-    path = _posts_file(
-        tmp_path,
-        """
+    path = _posts_file(tmp_path, """
 [posts.ncs]
 name = "Đồn Biên phòng Na Cô Sa"
 mailbox = "nacosa@example.vn"
@@ -50,8 +44,7 @@ languages = ["hmn", "vi"]
 [posts.apachai]
 name = "Đồn Biên phòng A Pa Chải"
 mailbox = "apachai@example.vn"
-""",
-    )
+""")
     settings = load_settings(**{**PROD, "mailbox": None, "posts_file": path})
     posts = settings.load_posts()
     assert list(posts) == ["ncs", "apachai"]
@@ -120,22 +113,12 @@ def test_bad_posts_file(tmp_path: Path, text: str) -> None:
 
 
 def test_cli_prints_one_clear_line_and_fails(tmp_path: Path) -> None:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "TIPBOX_SMTP_HOST": "smtp.example.vn",
-        "TIPBOX_MAIL_FROM": "tipbox@example.vn",
-        "TIPBOX_MAILBOX": "post@example.vn",
-        "TIPBOX_SECRET_KEY": "change-me",
-    }
+    env = {"PATH": "/usr/bin:/bin", "TIPBOX_SMTP_HOST": "smtp.example.vn", "TIPBOX_MAIL_FROM": "tipbox@example.vn",
+           "TIPBOX_MAILBOX": "post@example.vn", "TIPBOX_SECRET_KEY": "change-me"}
     for command in ("check", "serve"):
         result = subprocess.run(
-            [sys.executable, "-m", "app.cli", command],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            cwd=tmp_path,
-            check=False,
+            [sys.executable, "-m", "app.cli", command], env=env, capture_output=True, text=True, timeout=30,
+            cwd=tmp_path, check=False,
         )
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
@@ -144,15 +127,8 @@ def test_cli_prints_one_clear_line_and_fails(tmp_path: Path) -> None:
 
 def test_cli_check_lists_the_posts(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", **{f"TIPBOX_{k.upper()}": v for k, v in PROD.items() if v}}
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "check"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=tmp_path,
-        check=True,
-    )
+    result = subprocess.run([sys.executable, "-m", "app.cli", "check"], env=env, capture_output=True, text=True,
+                            timeout=30, cwd=tmp_path, check=True)
     assert "smtp.example.vn:587 (starttls)" in result.stdout
     assert "post@example.vn" in result.stdout
 
@@ -165,10 +141,8 @@ def test_cli_check_lists_the_posts(tmp_path: Path) -> None:
         ("title='x'\n[posts.ncs]\nname='x'\nmailbox='a@b.vn'\n", "TIPBOX_POSTS_FILE: 'title': unknown key"),
         ("[posts.ncs]\nname='x'\n", "[posts.ncs]: 'mailbox' is required"),
         ("[posts.ncs]\nname='x'\nmailbox='a@b.vn'\nlanguages=[]\n", "[posts.ncs]: 'languages'"),
-        (
-            "[posts.apc]\nname='x'\nmailbox='a@b.vn'\n[posts.ncs]\nname='y'\nmailbox='nguyễn@b.vn'\n",
-            "[posts.ncs] mailbox: 'nguyễn@b.vn' has letters outside ASCII before the @",
-        ),
+        ("[posts.apc]\nname='x'\nmailbox='a@b.vn'\n[posts.ncs]\nname='y'\nmailbox='nguyễn@b.vn'\n",
+         "[posts.ncs] mailbox: 'nguyễn@b.vn' has letters outside ASCII before the @"),
     ],
 )
 def test_a_posts_file_mistake_is_one_line_naming_the_post_and_key(tmp_path: Path, text: str, message: str) -> None:

@@ -162,8 +162,13 @@ def clean(
     return attachments
 
 
+def megabytes(size: int) -> int:
+    """A limit in whole megabytes as the sender reads it ("at most 20 MB"): never 0."""
+    return max(1, round(size / 1_000_000))
+
+
 def _too_large(max_bytes: int) -> dict[str, int]:
-    return {"max": max(1, round(max_bytes / 1_000_000))}
+    return {"max": megabytes(max_bytes)}
 
 
 def _clean_one(

@@ -33,11 +33,8 @@ class Limiter:
 
             options: dict[str, Any] = {"connection_pool": pool}
             storage = RedisStorage(
-                "async+" + settings.limits_storage,
-                implementation="redispy",
-                key_prefix=PREFIX + "limits",
-                wrap_exceptions=True,
-                **options,
+                "async+" + settings.limits_storage, implementation="redispy", key_prefix=PREFIX + "limits",
+                wrap_exceptions=True, **options,
             )
             self._redis = MovingWindowRateLimiter(storage)
         self._per_post = limits.parse_many(settings.post_rate)
@@ -60,3 +57,4 @@ class Limiter:
     def keys(self) -> list[str]:
         """The memory windows' keys (Redis keys are listed with the store's)."""
         return self.memory.keys() if self.memory is not None else []
+

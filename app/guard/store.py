@@ -98,3 +98,4 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._redis.aclose()
+

@@ -66,3 +66,4 @@ def _decode(text: str) -> bytes | None:
     except (binascii.Error, ValueError):
         return None
     return raw if len(raw) == _TOKEN_BYTES and raw[0] == _VERSION else None
+

@@ -38,3 +38,4 @@ class MemoryWindows:
 
     def keys(self) -> list[str]:
         return list(self._hits)
+
