@@ -18,7 +18,8 @@ from tests import media
 MARKER = b"SMUGGLED-MARKER-7731"
 
 
-def _chunk(kind: bytes, body: bytes) -> bytes:
+def chunk(kind: bytes, body: bytes) -> bytes:
+    """A PNG chunk: length, type, body, CRC."""
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
@@ -28,9 +29,9 @@ def png_flat(width: int, height: int, colour_type: int = 3) -> bytes:
     row = bytes(1 + width * channels)
     packer = zlib.compressobj(9)
     body = b"".join([*(packer.compress(row) for _ in range(height)), packer.flush()])
-    palette = _chunk(b"PLTE", bytes(range(256)) * 3) if colour_type == 3 else b""
+    palette = chunk(b"PLTE", bytes(range(256)) * 3) if colour_type == 3 else b""
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + palette + _chunk(b"IDAT", body) + _chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + palette + chunk(b"IDAT", body) + chunk(b"IEND", b"")
 
 
 def webp_declaring(width: int, height: int) -> bytes:

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -266,3 +267,13 @@ def test_a_heic_is_narrowed_band_by_band_with_the_same_picture() -> None:
     with Image.open(io.BytesIO(clean_one(media.heic((3000, 1200))).data)) as image:
         assert image.size == (2560, 1024)
         assert is_close(image.getpixel((100, 500)), media.RED) and is_close(image.getpixel((2400, 500)), media.BLUE)
+
+
+def test_a_png_whose_text_chunks_would_take_more_than_4_mb_is_refused_as_it_opens() -> None:
+    text = zlib.compress(b"A" * 1_000_000, 9)  # 1 KB that a PNG reader inflates to 1 MB
+    chunks = b"".join(hostile.chunk(b"zTXt", b"Comment\0\0" + text) for _ in range(8))
+    png = media.png()
+    data = png[:33] + chunks + png[33:]  # after IHDR, before the pixels
+    assert len(data) < 20_000
+    assert refusal(data).reason == attachments.PHOTO_UNREADABLE
+    assert clean_one(png[:33] + chunks[: len(chunks) // 4] + png[33:]).data  # 2 MB of text: fine, and dropped

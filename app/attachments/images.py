@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 
 import pillow_heif
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, PngImagePlugin
 
 from app import logs
 from app.attachments._common import JPEG_QUALITY, MAX_DECODE_BYTES, MB, Reserve, TooManyPixels, Unclean
@@ -19,6 +19,9 @@ from app.attachments._common import JPEG_QUALITY, MAX_DECODE_BYTES, MB, Reserve,
 # Pillow's TIFF reader logs every EXIF tag's value (camera model, owner...) at DEBUG. `logs.configure` keeps that
 # logger quiet too; this holds wherever the cleaners run, also when the service's logging was never configured.
 logs.quiet_libraries()
+# A PNG's text chunks are decompressed as it opens, before its size can be checked, and are then thrown away:
+# Pillow allows 64 MB of them (uncounted memory); 4 MB is far more than any phone writes.
+PngImagePlugin.MAX_TEXT_MEMORY = 4 * MB
 # Thumbnails, depth maps and auxiliary images are never needed: only the primary image is decoded.
 pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
