@@ -12,6 +12,7 @@ declare -A NEED=(
   [zbarimg]=zbar-tools
   [postfix]=postfix
   [dovecot]=dovecot-imapd
+  [sievec]=dovecot-sieve
 )
 FONTS=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
@@ -20,6 +21,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 missing=()
 for cmd in "${!NEED[@]}"; do have "$cmd" || missing+=("${NEED[$cmd]}"); done
 [ -f "$FONTS" ] || missing+=(fonts-dejavu-core)
+[ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)  # Dovecot's LMTP server (Sieve filter tests)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
