@@ -8,7 +8,6 @@ import io
 import json
 import subprocess
 import sys
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,36 +141,31 @@ def test_an_animated_webp_leaves_as_its_first_frame() -> None:
     ids=["png-50000", "png-90mp", "png-64mp", "jpeg-60000", "max-pixels"],
 )
 def test_too_many_pixels_are_refused_before_decoding(data: bytes, limits: dict[str, int]) -> None:
-    started = time.perf_counter()
     error = refusal(data, **limits)
-    assert time.perf_counter() - started < 0.5
     assert (error.position, error.reason) == (1, attachments.PHOTO_TOO_LARGE)
 
 
-def test_a_50000_pixel_square_png_is_refused_fast_with_bounded_memory() -> None:
+def test_a_50000_pixel_square_png_is_refused_from_its_header_in_bounded_memory() -> None:
     # A fresh process, so its peak resident size is its own: imports, then the refusal.
     script = """
-import json, resource, time
+import json, resource
 from app.attachments import AttachmentError, clean
 from app.attachments import Upload
 from tests.media import png_header
 data = png_header(50_000, 50_000)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-started = time.perf_counter()
 try:
     clean([Upload("photo", data)], max_files=5, max_bytes=20_000_000)
 except AttachmentError as exc:
     reason = exc.reason
-seconds = time.perf_counter() - started
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"seconds": seconds, "grew_kb": after - before, "reason": reason, "size": len(data)}))
+print(json.dumps({"grew_kb": after - before, "reason": reason, "size": len(data)}))
 """
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
     )
     result = json.loads(done.stdout)
     assert result["reason"] == attachments.PHOTO_TOO_LARGE
-    assert result["seconds"] < 0.2
     assert result["grew_kb"] < 20_000  # decoding would need 7.5 GB
     assert result["size"] < 2_000
 
