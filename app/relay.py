@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from app import receipts, tips
-from app.attachments import TOO_LARGE, AttachmentError, Cleaner, Upload
+from app.answers.bound import DerivationBound
+from app.attachments import TOO_LARGE, AttachmentError, Busy, Cleaner, Upload
 from app.categories import RECEIPT_TAGS
 from app.delivery import DeliveryError, Mailer
 from app.guard import Guard
@@ -70,8 +71,10 @@ class Relay:
     """Validates and forwards tips; `mailer` is set once the SMTP target is known (the dev mailbox's port)."""
 
     def __init__(
-        self, composer: Composer, mailer: Mailer | None, *, max_text_chars: int, guard: Guard, cleaner: Cleaner
+        self, composer: Composer, mailer: Mailer | None, *, max_text_chars: int, guard: Guard, cleaner: Cleaner,
+        answers: DerivationBound | None = None,
     ) -> None:
+        self.answers = answers  # answers on: each tip's code gets its key pair (tens of ms, in a worker thread)
         self.composer = composer
         self.mailer = mailer
         self.max_text_chars = max_text_chars
@@ -119,9 +122,13 @@ class Relay:
                 attachments = await self.cleaner.clean(form.uploads)
             except AttachmentError as error:
                 return Outcome("invalid", values, problems=file_problems(form.uploads, error), token=check.token)
+            except Busy:  # a decode's memory does not fit in the upload budget now: as when the uploads did not
+                return Outcome("busy", values, token=check.token)
             form.uploads.clear()  # the originals are not needed any more: their memory is free before the email's
             tip = tips.make_tip(values, post, language, datetime.now(UTC), receipt, follow_up_to)
-            message = self.composer.compose(tip, attachments)
+            # Only now, past the guard's limits: the derivation is the costly step a flood must not reach.
+            answer_key = (await self.answers.for_tip(receipt)).public if self.answers is not None else None
+            message = self.composer.compose(tip, attachments, answer_key=answer_key)
             del attachments  # the email holds them now: no second copy while it is handed over
             if self.mailer is None:
                 raise RuntimeError("the mailer is not started")

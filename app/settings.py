@@ -33,6 +33,7 @@ _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 _PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "dev", "development", "tipbox", "xxx"}
 _MIN_SECRET_CHARS = 32
 DEMO_SLUG = "demo"
+DEV_REPLY_TO = "answers@tipbox.invalid"
 
 
 class ConfigError(Exception):
@@ -47,10 +48,15 @@ class Post:
     name: str
     mailbox: str
     languages: tuple[str, ...]
+    officers: tuple[str, ...] = ()  # addresses, or "*@domain"
 
     @property
     def default_language(self) -> str:
         return self.languages[0]
+
+    @property
+    def answerers(self) -> tuple[str, ...]:  # who may answer: the officers listed, or the post's mailbox
+        return self.officers or (self.mailbox,)
 
 
 def check_address(value: str, setting: str) -> str:
@@ -105,15 +111,27 @@ class Settings(BaseSettings):
     post_rate: str = "30/hour"
     source_rate: str | None = "10/hour"
     limits_storage: str = "memory://"
+    # Answers (issue 14): on exactly when reply_to is set, and always in development.
+    reply_to: str | None = None
+    imap_host: str | None = None
+    imap_port: int = Field(default=993, ge=1, le=65535)
+    imap_security: Literal["tls", "starttls", "none"] = "tls"
+    imap_username: str | None = None
+    imap_password: SecretStr | None = None
+    imap_folder: str = "INBOX"
+    imap_poll_seconds: float = Field(default=60.0, ge=1, le=3600)
+    answers_store: str | None = None
+    answer_days: int = Field(default=90, ge=1, le=3650)
 
     @field_validator(
-        "smtp_host", "smtp_username", "mail_from", "mailbox", "public_url", "source_rate", mode="before"
+        "smtp_host", "smtp_username", "mail_from", "mailbox", "public_url", "source_rate", "reply_to", "imap_host",
+        "imap_username", "answers_store", mode="before"
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("mail_from", "mailbox", mode="after")
+    @field_validator("mail_from", "mailbox", "reply_to", mode="after")
     @classmethod
     def _address(cls, value: str | None, info: ValidationInfo) -> str | None:
         return None if value is None else check_address(value, f"TIPBOX_{str(info.field_name).upper()}")
@@ -144,12 +162,33 @@ class Settings(BaseSettings):
             )
         if self.smtp_username is not None and self.smtp_password is None:
             raise ConfigError("TIPBOX_SMTP_PASSWORD: required when TIPBOX_SMTP_USERNAME is set")
+        if self.imap_host is not None and None in (self.imap_username, self.imap_password, self.reply_to):
+            raise ConfigError("TIPBOX_IMAP_HOST: needs TIPBOX_IMAP_USERNAME, TIPBOX_IMAP_PASSWORD and TIPBOX_REPLY_TO")
+        if not re.match(r"^(sqlite:///\S+|rediss?://\S+)$", store := self.answers_store_url):
+            raise ConfigError(f"TIPBOX_ANSWERS_STORE: {store!r} is neither sqlite:///path nor redis://host:port/db")
         return self
 
     @property
     def dev_mode(self) -> bool:
         """No SMTP host configured: tips go to the embedded dev mailbox."""
         return self.smtp_host is None
+
+    @property
+    def answers_on(self) -> bool:
+        """Officers can answer residents: a reply address is set, or this is a development run."""
+        return self.reply_to is not None or self.dev_mode
+
+    @property
+    def reply_address(self) -> str:
+        """Where officers' replies go: `TIPBOX_REPLY_TO`, or in development the dev mailbox's own address."""
+        return self.reply_to or DEV_REPLY_TO
+
+    @property
+    def answers_store_url(self) -> str:
+        """`TIPBOX_ANSWERS_STORE`; unset, a SQLite file here (in development: in the dev mailbox's folder)."""
+        if self.answers_store is not None:
+            return self.answers_store
+        return f"sqlite:///{self.dev_mailbox / 'answers.sqlite3'}" if self.dev_mode else "sqlite:///./answers.sqlite3"
 
     @property
     def port(self) -> int:
@@ -219,6 +258,7 @@ class _PostEntry(BaseModel):
     name: str
     mailbox: str
     languages: list[str] = Field(default=["vi", "hmn"], min_length=1)
+    officers: list[str] = Field(default=[], max_length=100)
 
     @field_validator("name")
     @classmethod
@@ -258,8 +298,16 @@ def _read_posts_file(path: Path, languages: frozenset[str]) -> dict[str, Post]:
         unknown = [x for x in entry.languages if x not in languages]
         if unknown:
             raise ConfigError(f"{where}: no catalog for language {unknown[0]!r} (have {sorted(languages)})")
-        posts[slug] = Post(slug, entry.name, mailbox, tuple(entry.languages))
+        officers = tuple(_officer(value, f"{where} officers") for value in entry.officers)
+        posts[slug] = Post(slug, entry.name, mailbox, tuple(entry.languages), officers)
     return posts
+
+
+def _officer(value: str, setting: str) -> str:
+    """One entry of a post's `officers`: an address, or `*@domain` for every address of a domain."""
+    if value.strip().startswith("*@"):
+        return "*@" + check_address("x" + value.strip()[1:], setting).partition("@")[2]
+    return check_address(value, setting)
 
 
 def _where(error: ErrorDetails) -> str:

@@ -31,6 +31,8 @@ from tests.mailsink import free_port
 DOMAIN = "post.test"
 OFFICER = f"officer@{DOMAIN}"
 PASSWORD = "officer-imap-password"
+# The reply address of the answers tests (TIPBOX_REPLY_TO): a mailbox of its own, same password.
+ANSWERS = f"answers@{DOMAIN}"
 # Mail is stored as nobody:nogroup, present on every Debian system (Postfix and Dovecot both refuse root).
 MAIL_UID = MAIL_GID = 65534
 
@@ -161,11 +163,12 @@ class MailSystem:
         settings = {"root": root, "domain": DOMAIN, "uid": MAIL_UID, "gid": MAIL_GID}
         (root / "postfix" / "main.cf").write_text(_MAIN_CF.format(**settings))
         (root / "postfix" / "master.cf").write_text(_MASTER_CF.format(port=self.smtp_port))
-        (root / "postfix" / "mailboxes").write_text(f"{OFFICER} {DOMAIN}/officer/\n")
+        (root / "postfix" / "mailboxes").write_text(f"{OFFICER} {DOMAIN}/officer/\n{ANSWERS} {DOMAIN}/answers/\n")
         conf = root / "dovecot" / "dovecot.conf"
         conf.write_text(_DOVECOT_CONF.format(instance=f"tipbox-test-{root.name}", port=self.imap_port, **settings))
         (root / "dovecot" / "users").write_text(
             f"{OFFICER}:{{PLAIN}}{PASSWORD}:{MAIL_UID}:{MAIL_GID}::{root}/home::\n"
+            f"{ANSWERS}:{{PLAIN}}{PASSWORD}:{MAIL_UID}:{MAIL_GID}::{root}/home::\n"
         )
 
         self._run(self.postfix, "-c", str(root / "postfix"), "start")
