@@ -14,11 +14,10 @@ import pytest
 
 from tests import replies
 from tests.helpers import SECRET
-from tests.test_browser import (
+from tests.phones import (
     WORDS,
     Service,
     axe_violations,
-    browser,
     check_sent,
     fill_tip,
     phone,
@@ -28,6 +27,7 @@ from tests.test_browser import (
     send,
     tap_category,
 )
+from tests.test_browser import browser
 
 pytestmark = pytest.mark.browser
 __all__ = ["browser"]  # the module fixture, collected from here
