@@ -93,7 +93,7 @@ def test_busy_cleaning_gives_the_form_back_with_the_text(sink: Sink, make_settin
         fields = {**form_fields(client), "category": "drugs", "what": "Người lạ chở hàng qua suối", "where": "Bản Nậm"}
         page = client.post("/", data=fields, files=[("photo", ("IMG_1.jpg", photo, "image/jpeg"))])
         assert page.status_code == 503
-        assert "Lúc này có quá nhiều tệp đang được gửi" in page.text
+        assert "Lúc này có quá nhiều ảnh, ghi âm đang được gửi" in page.text
         assert 'value="Bản Nậm"' in page.text and "Người lạ chở hàng qua suối" in page.text
         assert site.budget.used == 90 * MB  # nothing of the refused decode is still counted
         site.budget.used = 0
