@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from app import logs
+from app import filters, logs
 from app.settings import ConfigError, Settings, load_settings
 
 DEFAULT_LIMIT_CONCURRENCY = 1000
@@ -108,20 +108,40 @@ def _poster(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _filters(args: argparse.Namespace, settings: Settings) -> int:
-    from app import filters
-
     posts = settings.load_posts()
-    if args.post is not None and args.post not in posts:
-        print(f"tipbox: filters: no post {args.post!r} (posts: {', '.join(posts)})", file=sys.stderr)
+    problem = _filters_problem(args, settings, list(posts))
+    if problem is not None:
+        print(f"tipbox: filters: {problem}", file=sys.stderr)
         return 1
-    rules = filters.sorting(settings.sender, posts.get(args.post or ""), settings.locales_dir)
-    text = filters.render(args.format, rules, folder_base=args.folder_base)
+    try:
+        rules = filters.sorting(settings.sender, list(posts.values()), args.post or [], settings.locales_dir)
+        text = filters.render(args.format, rules, folder_base=args.folder_base, folder_prefix=args.folder_prefix)
+    except ValueError as exc:  # names Gmail cannot tell apart, an address Thunderbird would need quoted
+        print(f"tipbox: filters: {exc}", file=sys.stderr)
+        return 1
     if args.out is None:
         sys.stdout.write(text)
     else:
         args.out.write_text(text, encoding="utf-8")
         print(args.out)
     return 0
+
+
+def _filters_problem(args: argparse.Namespace, settings: Settings, slugs: list[str]) -> str | None:
+    """Why these options cannot make working filters, or None."""
+    unknown = [slug for slug in args.post or [] if slug not in slugs]
+    if unknown:
+        return f"no post {unknown[0]!r} (posts: {', '.join(slugs)})"
+    if args.format == "thunderbird" and args.folder_base is None:
+        return "thunderbird needs --folder-base, the URI of the folder the tip folders are in (docs/can-bo.md, 6)"
+    if args.format != "thunderbird" and args.folder_base is not None:
+        return "--folder-base is for --format thunderbird only"
+    if args.format != "sieve" and args.folder_prefix:
+        return "--folder-prefix is for --format sieve only"
+    if args.format != "folders" and settings.mail_from is None:
+        # A development run sends From tipbox@localhost: filters for that would match no real tip.
+        return "the filters match the address tips come from: set TIPBOX_MAIL_FROM as the service has it"
+    return None
 
 
 def _answer(args: argparse.Namespace, settings: Settings) -> int:
@@ -177,11 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     poster.add_argument("--font", type=Path, metavar="TTF", help="a TrueType font to use instead of the default")
     poster.set_defaults(run=_poster)
     sort = commands.add_parser("filters", help="print mail filters that sort tips into one folder per category")
-    sort.add_argument("--format", choices=["gmail", "sieve", "thunderbird"], required=True)
-    sort.add_argument("--post", metavar="SLUG", help="only this post's tips (default: every post's)")
+    sort.add_argument("--format", choices=filters.FORMATS, required=True, help="folders: the folders to make first")
     sort.add_argument(
-        "--folder-base", metavar="URI", default="mailbox://nobody@Local%20Folders",
-        help="thunderbird: the folder URI the folders are in (default: Local Folders)",
+        "--post", metavar="SLUG", action="append",
+        help="folders of this post's own, for its tips only; repeat for several posts (default: every post's tips)",
+    )
+    sort.add_argument("--folder-base", metavar="URI", help="thunderbird: the URI of the folder the tip folders are in")
+    sort.add_argument(
+        "--folder-prefix", metavar="PREFIX", default="",
+        help="sieve: what the server puts before folder names, e.g. INBOX. (default: nothing)",
     )
     sort.add_argument("--out", type=Path, metavar="FILE", help="write to FILE instead of standard output")
     sort.set_defaults(run=_filters)
