@@ -98,18 +98,63 @@ class Mailer:
                 local_hostname=self._local_hostname,
                 timeout=server.timeout,
             )
-        except aiosmtplib.SMTPAuthenticationError as exc:
-            raise DeliveryError(f"authentication refused ({exc.code})", transient=False) from exc
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = sorted({r.code for r in exc.recipients})
-            raise DeliveryError(f"recipient refused ({codes})", transient=all(400 <= c < 500 for c in codes)) from exc
-        except aiosmtplib.SMTPResponseException as exc:
-            raise DeliveryError(f"server answered {exc.code}", transient=400 <= exc.code < 500) from exc
-        except aiosmtplib.SMTPTimeoutError as exc:
-            raise DeliveryError("server did not answer in time", transient=True) from exc
-        except aiosmtplib.SMTPNotSupported as exc:
-            raise DeliveryError(f"server lacks a required extension: {exc}", transient=False) from exc
-        except ssl.SSLError as exc:
-            raise DeliveryError(f"TLS failed: {exc.reason}", transient=False) from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:  # ssl.SSLError is an OSError
+            raise _delivery_error(exc) from exc
+
+    async def probe(self) -> ServerReport:
+        """Connect, say EHLO, secure the connection and log in exactly as a tip would, then quit: no mail is sent.
+
+        `tipbox check` and start-up use it to catch a wrong password or certificate, and to read the server's SIZE,
+        before a resident finds out. Raise `DeliveryError` as `send_wire` would.
+        """
+        server = self.server
+        smtp = aiosmtplib.SMTP(
+            hostname=server.host,
+            port=server.port,
+            username=server.username,
+            password=server.password,
+            use_tls=server.security == "tls",
+            start_tls=server.security == "starttls",
+            tls_context=self._tls_context,
+            local_hostname=self._local_hostname,
+            timeout=server.timeout,
+        )
+        try:
+            async with smtp:
+                # Leaving the block says QUIT; nothing was sent.
+                size = smtp.esmtp_extensions.get("size") if smtp.supports_extension("size") else None
         except (aiosmtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(f"connection failed: {type(exc).__name__}", transient=True) from exc
+            raise _delivery_error(exc) from exc
+        return ServerReport(
+            size=int(size) if size and size.strip().isdigit() else (0 if size is not None else None),
+            secured=server.security != "none",
+            authenticated=server.username is not None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ServerReport:
+    """What `Mailer.probe` found: the server's SIZE (None: not advertised; 0: no fixed limit), whether the
+    connection was encrypted, and whether it logged in."""
+
+    size: int | None
+    secured: bool
+    authenticated: bool
+
+
+def _delivery_error(exc: BaseException) -> DeliveryError:
+    """The `DeliveryError` for an exception from aiosmtplib or the socket: its reason, and whether a retry may help."""
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return DeliveryError(f"authentication refused ({exc.code})", transient=False)
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = sorted({r.code for r in exc.recipients})
+        return DeliveryError(f"recipient refused ({codes})", transient=all(400 <= c < 500 for c in codes))
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return DeliveryError(f"server answered {exc.code}", transient=400 <= exc.code < 500)
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError):
+        return DeliveryError("server did not answer in time", transient=True)
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        return DeliveryError(f"server lacks a required extension: {exc}", transient=False)
+    if isinstance(exc, ssl.SSLError):
+        return DeliveryError(f"TLS failed: {exc.reason}", transient=False)
+    return DeliveryError(f"connection failed: {type(exc).__name__}", transient=True)

@@ -12,6 +12,9 @@ declare -A NEED=(
   [zbarimg]=zbar-tools
   [postfix]=postfix
   [dovecot]=dovecot-imapd
+  [nginx]=nginx
+  [caddy]=caddy
+  [systemd-analyze]=systemd
 )
 FONTS=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
