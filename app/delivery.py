@@ -121,6 +121,8 @@ class Mailer:
         )
         try:
             async with smtp:
+                if smtp.is_ehlo_or_helo_needed:  # after STARTTLS, the server's extensions are asked for again
+                    await smtp.ehlo()
                 # Leaving the block says QUIT; nothing was sent.
                 size = smtp.esmtp_extensions.get("size") if smtp.supports_extension("size") else None
         except (aiosmtplib.SMTPException, OSError) as exc:
