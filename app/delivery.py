@@ -120,13 +120,20 @@ class Mailer:
             timeout=server.timeout,
         )
         try:
-            async with smtp:
-                if smtp.is_ehlo_or_helo_needed:  # after STARTTLS, the server's extensions are asked for again
-                    await smtp.ehlo()
-                # Leaving the block says QUIT; nothing was sent.
-                size = smtp.esmtp_extensions.get("size") if smtp.supports_extension("size") else None
+            await smtp.connect()
+            if smtp.is_ehlo_or_helo_needed:  # after STARTTLS, the server's extensions are asked for again
+                await smtp.ehlo()
+            size = smtp.esmtp_extensions.get("size") if smtp.supports_extension("size") else None
+            await smtp.execute_command(b"QUIT")
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise _delivery_error(exc) from exc
+        finally:
+            # Closed at once, not through TLS's closing exchange, which would outlive a short-lived event loop
+            # (`tipbox check`); a failed login or handshake leaves the connection to the caller too.
+            if smtp.transport is not None:
+                smtp.transport.abort()
+            smtp.close()
+            await asyncio.sleep(0)  # the scheduled close runs
         return ServerReport(
             size=int(size) if size and size.strip().isdigit() else (0 if size is not None else None),
             secured=server.security != "none",
