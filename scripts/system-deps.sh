@@ -15,6 +15,9 @@ declare -A NEED=(
   [nginx]=nginx
   [caddy]=caddy
   [systemd-analyze]=systemd
+  [nft]=nftables
+  [docker-compose]=docker-compose
+  [ip]=iproute2
 )
 FONTS=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
