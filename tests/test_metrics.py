@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx2
 import pytest
 
@@ -50,3 +52,18 @@ def test_two_apps_in_one_process_count_apart() -> None:
     one.decoys.labels("ncs").inc()
     assert one.registry.get_sample_value("tipbox_decoys_total", {"post": "ncs"}) == 1
     assert two.registry.get_sample_value("tipbox_decoys_total", {"post": "ncs"}) == 0
+
+
+def test_every_metric_the_deploy_guide_names_exists() -> None:
+    """docs/deploy.md's list and alert rules cannot name a series that is not served."""
+    from pathlib import Path
+
+    from prometheus_client import generate_latest
+
+    guide = (Path(__file__).parent.parent / "docs" / "deploy.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"\btipbox_[a-z_]+\b", guide))
+    served = set(re.findall(r"^(tipbox_[a-z_]+)", generate_latest(Metrics(["ncs"], ["drugs"]).registry).decode(),
+                            re.MULTILINE))
+    # A histogram is served as its _bucket, _count and _sum series.
+    missing = [name for name in named if not any(line in (name, f"{name}_count") for line in served)]
+    assert named and missing == []
