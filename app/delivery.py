@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
@@ -108,11 +109,11 @@ class Mailer:
         before a resident finds out. Raise `DeliveryError` as `send_wire` would.
         """
         server = self.server
+        # Logged in as a step of its own: a refused login inside connect() would close the connection in the
+        # background, and the check's event loop may end before it is closed.
         smtp = aiosmtplib.SMTP(
             hostname=server.host,
             port=server.port,
-            username=server.username,
-            password=server.password,
             use_tls=server.security == "tls",
             start_tls=server.security == "starttls",
             tls_context=self._tls_context,
@@ -123,22 +124,37 @@ class Mailer:
             await smtp.connect()
             if smtp.is_ehlo_or_helo_needed:  # after STARTTLS, the server's extensions are asked for again
                 await smtp.ehlo()
+            if server.username is not None and server.password is not None:
+                await smtp.login(server.username, server.password)
             size = smtp.esmtp_extensions.get("size") if smtp.supports_extension("size") else None
-            await smtp.execute_command(b"QUIT")
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await smtp.execute_command(b"QUIT")
         except (aiosmtplib.SMTPException, OSError) as exc:
+            if isinstance(exc, aiosmtplib.SMTPResponseException):  # a refused login: the connection is still up
+                with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                    await smtp.execute_command(b"QUIT")
             raise _delivery_error(exc) from exc
         finally:
-            # Closed at once, not through TLS's closing exchange, which would outlive a short-lived event loop
-            # (`tipbox check`); a failed login or handshake leaves the connection to the caller too.
-            if smtp.transport is not None:
-                smtp.transport.abort()
-            smtp.close()
-            await asyncio.sleep(0)  # the scheduled close runs
+            await _close(smtp)
         return ServerReport(
             size=int(size) if size and size.strip().isdigit() else (0 if size is not None else None),
             secured=server.security != "none",
             authenticated=server.username is not None,
         )
+
+
+async def _close(smtp: aiosmtplib.SMTP, timeout: float = 2.0) -> None:
+    """Close the connection and wait (briefly) until its socket really is closed: `tipbox check` ends its event loop
+    next, and a close still scheduled then (TLS closes in several steps) would leave the socket open."""
+    transport = smtp.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if isinstance(transport, asyncio.Transport):
+        transport.abort()
+    smtp.close()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while sock is not None and sock.fileno() != -1 and loop.time() < deadline:
+        await asyncio.sleep(0.01)
 
 
 @dataclass(frozen=True, slots=True)

@@ -286,9 +286,9 @@ def _extracted(skip: tuple[str, ...]) -> set[str]:
 
 
 def test_every_string_a_resident_reads_is_translated() -> None:
-    """Vietnamese for everything; Hmong for everything but the officer's email."""
+    """Vietnamese for everything; Hmong for everything but the officers' email and test email."""
     missing = {}
-    for language, skip in (("vi", ()), ("hmn", ("templates/email/", "app/mail.py"))):
+    for language, skip in (("vi", ()), ("hmn", ("templates/email/", "app/mail.py", "app/checks.py"))):
         catalog = i18n.translations(language)
         missing[language] = sorted(m for m in _extracted(skip) if catalog.gettext(m) == m)
     assert missing == {"vi": [], "hmn": []}
