@@ -10,23 +10,18 @@ always declare a form's length) gets its allowance only, and `app.forms` refuses
 
 The budget counts the bytes as received. On top of it come the photo being cleaned (one at a time, see
 `app.attachments.CLEANING_CONCURRENCY`) and the emails being handed to the SMTP server (about three times the
-email's size each while in flight); docs/benchmarks.md has the figures.
+email's size each while in flight); docs/benchmarks.md has the figures. `tipbox serve` has glibc hand large
+freed buffers back to the system (`app.cli`), so the process shrinks back after a burst.
 
 Everything runs on the event loop's thread, so plain integers need no lock.
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
-import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 ALLOWANCE = 64 * 1024
-# glibc's mallopt() parameters (malloc.h), and the values `tipbox serve` sets.
-_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
-_MMAP_THRESHOLD, _ARENA_MAX = 128 * 1024, 2
 
 
 class MemoryBudget:
@@ -73,27 +68,3 @@ class Hold:
         taken = max(0, self.held - self._budget.allowance)
         self._budget.used -= self._taken - taken
         self._taken = taken
-
-
-def give_freed_memory_back() -> bool:
-    """Have glibc hand large freed buffers straight back to the system; False where that does not apply.
-
-    By default glibc raises its mmap threshold each time a large block is freed (up to 32 MB), so after a burst
-    of uploads their buffers are carved from the heap and the process keeps them: in benchmarks/attachments.py
-    20 uploads of 15 MB left it at 270 MB instead of 90. A fixed 128 KiB threshold maps every large buffer on its
-    own and unmaps it when freed; two arenas stop each worker thread from keeping a heap of its own. Called once
-    by `tipbox serve` before any thread starts; MALLOC_MMAP_THRESHOLD_ / MALLOC_ARENA_MAX in the environment win.
-    """
-    if platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    done = True
-    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-        done = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and done
-    if "MALLOC_ARENA_MAX" not in os.environ:
-        done = bool(mallopt(_M_ARENA_MAX, _ARENA_MAX)) and done
-    return done

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from app import i18n, mime, sizes
-from app.delivery import DeliveryError, Mailer, ServerReport, SmtpServer
+from app.delivery import DeliveryError, Mailer, ServerReport, SmtpServer, Wire
 from app.i18n import N_
-from app.mail import Wire
 from app.main import smtp_server
 from app.settings import Post, Settings
 
@@ -72,7 +71,7 @@ async def _check_smtp(settings: Settings, server: SmtpServer, report: Report, *,
     if send_test:
         for post in settings.load_posts().values():
             try:
-                await mailer.send_wire(test_email(settings, post))
+                await mailer.send(test_email(settings, post))
             except DeliveryError as exc:
                 report.problems.append(f"{where}: test email to {post.mailbox} (post {post.slug}): {exc.reason}")
             else:

@@ -8,14 +8,11 @@ import logging
 import socket
 import ssl
 from dataclasses import dataclass
-from email.message import EmailMessage
 from functools import cache
 from pathlib import Path
 from typing import Literal
 
 import aiosmtplib
-
-from app.mail import Wire, serialize
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +27,15 @@ class DeliveryError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.transient = transient
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """A message as it goes over SMTP (`data`: CRLF line ends, headers written), with its envelope."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +72,8 @@ class Mailer:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
 
-    async def send(self, message: EmailMessage) -> None:
-        """Return once the server accepted `message`; raise `DeliveryError` otherwise."""
-        await self.send_wire(Wire(message["From"], (message["To"],), serialize(message)))
-
-    async def send_wire(self, message: Wire) -> None:
-        """`send` for a message already in its wire form (`Composer.compose_wire`), with its envelope."""
+    async def send(self, message: Wire) -> None:
+        """Return once the server accepted `message` (250 after DATA); raise `DeliveryError` otherwise."""
         data, sender, recipients = message.data, message.sender, list(message.recipients)
         try:
             await self._send_once(data, sender, recipients)

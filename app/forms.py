@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from python_multipart.exceptions import FormParserError
@@ -17,6 +16,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from app.attachments import Upload
 from app.budget import Hold
+from app.relay import Form
 
 MAX_FIELDS = 64
 MAX_FIELD_BYTES = 256 * 1024
@@ -40,25 +40,6 @@ class FormError(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-@dataclass(slots=True)
-class Form:
-    """The text fields (last value wins) and the uploads, in the order they arrived.
-
-    `over_budget`: the memory budget for uploads was full, so the files were dropped while the text was kept.
-    `too_large`: the body was over its limit, so the files were dropped while the text was kept.
-    `dropped`: the inputs whose files were dropped, in the order they came.
-    """
-
-    fields: dict[str, str] = field(default_factory=dict)
-    uploads: list[Upload] = field(default_factory=list)
-    over_budget: bool = False
-    too_large: bool = False
-    dropped: list[str] = field(default_factory=list)
-
-    def get(self, name: str) -> str:
-        return self.fields.get(name, "")
 
 
 async def read_form(request: Request, limit: int, hold: Hold | None = None) -> Form:

@@ -12,6 +12,7 @@ import logging
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:  # Babel is loaded only to compile a .po in memory (an operator's, or one newer than its .mo)
     from babel.messages.catalog import Catalog
@@ -21,6 +22,8 @@ logger = logging.getLogger(__name__)
 BUILTIN_DIR = Path(__file__).parent / "locales"
 DOMAIN = "messages"
 OFFICER_LANGUAGE = "vi"
+# Every date a person reads (the officer's email, the resident's pages) is in Vietnam's time.
+VIETNAM_TIME = ZoneInfo("Asia/Ho_Chi_Minh")
 # Other codes a phone may send for the same language.
 _ALIASES = {"hnj": "hmn", "mww": "hmn", "blu": "hmn", "hmv": "hmn"}
 

@@ -1,44 +1,71 @@
-"""Composing the officer's email from a `Tip`: fixed headers from configuration, the sender's words in the body only.
+"""The officer's email for a tip: fixed headers from configuration, the sender's words in the body only.
 
-The relay sends `Composer.compose_wire`, written straight to bytes by `app.mime`; `Composer.compose` builds the same
-message with Python's `email` package, the reference tests/test_mail.py compares the wire form with.
+`Composer.draft` says everything the message says; `as_bytes` writes it to its wire form with `app.mime`. The
+stdlib `email` package is not used to write it (it spends milliseconds refolding headers it was given whole, and
+Python 3.11's folder drops a space inside encoded words): tests/reference.py builds the same message with it, as
+the reference the tests compare the wire form with.
 """
 
 from __future__ import annotations
 
-import email.policy
 import email.utils
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
+from datetime import datetime
 from functools import cache
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from typing import Literal
 
 from jinja2 import Template, pass_eval_context
 from jinja2.nodes import EvalContext
 from markupsafe import Markup
 
 from app import i18n, mime, receipts, rendering
-from app.attachments import Attachment
-from app.i18n import N_
-from app.tips import CATEGORIES, Tip, category_for_tag
+from app.categories import CATEGORIES, category_for_tag
+from app.delivery import Wire
+from app.i18n import N_, VIETNAM_TIME
+from app.settings import Post
 
-VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
 SUBJECT_TAG = "[Tin báo]"
-# Python 3.11's header folder drops the space at a fold inside encoded words ("Na Cô" → "NaCô"), so the reference
-# writes headers unfolded (RFC 5322 allows up to 998 characters; app/mime.py folds them right); bodies are already
-# encoded at 76 columns.
-_WIRE_POLICY = email.policy.SMTP.clone(max_line_length=998)
 # How the email names a file's type, e.g. "Ảnh JPEG", "Ghi âm M4A".
 KIND_LABELS = {"photo": N_("Photo %(format)s"), "voice": N_("Voice recording %(format)s")}
 _FORMAT_NAMES = {"jpg": "JPEG"}
 
+Kind = Literal["photo", "voice"]
 
-def serialize(message: EmailMessage) -> bytes:
-    """The message as it goes over SMTP: CRLF line ends, headers intact."""
-    return message.as_bytes(policy=_WIRE_POLICY)
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A cleaned file, safe to forward (`app.attachments` makes it): named by its kind and position, never by the
+    phone's name."""
+
+    kind: Kind
+    index: int
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Tip:
+    """A validated tip: what the sender wrote, and nothing about who they are."""
+
+    post: Post
+    category: str
+    what: str
+    where: str
+    when: str
+    contact: str
+    language: str
+    received_at: datetime
+    receipt: str
+    # The receipt code of the report this adds to (then `receipt` is the same code), or None for a new report.
+    follow_up_to: str | None = None
+
+    @property
+    def category_label(self) -> str:
+        return CATEGORIES[self.category]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +91,9 @@ class Composer:
         first = category_for_tag(receipts.read_tag(tip.follow_up_to, self.secret))
         return (first, True) if first is not None else (tip.category, False)
 
-    def compose(self, tip: Tip, attachments: Sequence[Attachment] = ()) -> EmailMessage:
-        """The message for `tip`: a plain-text part, an HTML part, the cleaned files, and no trace of the sender.
+    def compose(self, tip: Tip, attachments: Sequence[Attachment] = ()) -> Wire:
+        """The message for `tip` in its wire form, with its envelope: a plain-text part, an HTML part, the cleaned
+        files, and no trace of the sender.
 
         The structure is the one Thunderbird writes and Gmail, Outlook and Apple Mail all show as meant:
         multipart/mixed > [multipart/alternative > [text/plain, multipart/related > [text/html, photos]], voice
@@ -74,19 +102,10 @@ class Composer:
         saved; it is sent once, not also as a separate attachment, which would double its size and show it twice
         in clients that display attachments inline. Voice notes are ordinary attachments (`voice-N.m4a`).
         """
-        return as_message(self.draft(tip, attachments))
-
-    def compose_wire(self, tip: Tip, attachments: Sequence[Attachment] = ()) -> Wire:
-        """The same message as `compose`, written straight to its wire form (a tenth of the time), with its envelope.
-
-        An address outside ASCII (an internationalised domain) takes the `email` package's way, as before.
-        """
-        draft = self.draft(tip, attachments)
-        data = as_bytes(draft) if (self.sender + tip.post.mailbox).isascii() else serialize(as_message(draft))
-        return Wire(self.sender, (tip.post.mailbox,), data)
+        return Wire(self.sender, (tip.post.mailbox,), as_bytes(self.draft(tip, attachments)))
 
     def draft(self, tip: Tip, attachments: Sequence[Attachment] = ()) -> Draft:
-        """Everything the message says, before it is written: both `compose` and `compose_wire` write this."""
+        """Everything the message says, before it is written (`as_bytes`)."""
         plain, html = email_templates(self.locales_dir)
         gettext = i18n.translations(i18n.OFFICER_LANGUAGE, self.locales_dir).gettext
         # Photos are shown in the HTML part; a random Content-ID each, so no two emails share one.
@@ -94,7 +113,7 @@ class Composer:
             f"{attachment.filename}.{secrets.token_hex(8)}@{self.domain}" if attachment.kind == "photo" else None
             for attachment in attachments
         ]
-        received = tip.received_at.astimezone(VIETNAM)
+        received = tip.received_at.astimezone(VIETNAM_TIME)
         filed_under, code_possible = self.report_category(tip)
         context = {
             "tip": tip,
@@ -150,39 +169,8 @@ class Draft:
     files: tuple[tuple[Attachment, str | None], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Wire:
-    """A message as it goes over SMTP (`data`), with its envelope."""
-
-    sender: str
-    recipients: tuple[str, ...]
-    data: bytes
-
-
-def as_message(draft: Draft) -> EmailMessage:
-    """`draft` built with Python's `email` package: the reference `as_bytes` is tested against."""
-    message = EmailMessage(policy=email.policy.SMTP)
-    for name, value in draft.headers:
-        message[name] = value
-    message.set_content(draft.plain, cte="quoted-printable")
-    message.add_alternative(draft.html, subtype="html", cte="quoted-printable")
-    html = message.get_body(("html",))
-    assert html is not None
-    for attachment, cid in draft.files:
-        maintype, _, subtype = attachment.content_type.partition("/")
-        if cid is not None:
-            html.add_related(
-                attachment.data, maintype, subtype, cid=f"<{cid}>", disposition="inline", filename=attachment.filename
-            )
-        else:
-            message.add_attachment(attachment.data, maintype, subtype, filename=attachment.filename)
-    if html.get_content_type() == "multipart/related":
-        html.set_param("type", "text/html")  # RFC 2387: the type of the part the others are related to
-    return message
-
-
 def as_bytes(draft: Draft) -> bytes:
-    """`draft` in its wire form, written directly (`app.mime`): the same message as `serialize(as_message(draft))`."""
+    """`draft` in its wire form, written with `app.mime` (tests/reference.py builds the same with `email`)."""
     headers = [mime.header(name, value, text=name == "Subject") for name, value in draft.headers]
     html = mime.text_part("html", draft.html)
     photos = [

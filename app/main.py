@@ -23,7 +23,7 @@ from app.mail import Composer
 from app.pages import Pages
 from app.privacy import PrivacyMiddleware, SourceKeys, content_security_policy
 from app.relay import Relay
-from app.routes import FormsFirst, Site, build_router, form_routes
+from app.routes import Site, add_form_routes, build_router
 from app.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -54,29 +54,41 @@ def smtp_server(settings: Settings) -> SmtpServer | None:
     )
 
 
-def create_app(settings: Settings | None = None, *, clock: Callable[[], float] = time.time) -> ASGIApp:
-    """Build the ASGI app for `settings` (read from the environment when omitted); tests may pass a `clock`."""
-    settings = settings or load_settings()
-    posts = settings.load_posts()
+def build_site(settings: Settings, clock: Callable[[], float] = time.time) -> Site:
+    """What the routes work with, built from `settings`: the posts, pages, guard, relay and upload memory."""
+    guard = Guard(settings, clock)
+    cleaner = Cleaner(max_files=settings.max_files, max_bytes=settings.max_upload_bytes)
     server = smtp_server(settings)
     composer = Composer(settings.sender, settings.secret, settings.locales_dir)
-    guard = Guard(settings, clock)
-    logs.quiet_libraries()  # also when the embedder never called logs.configure (tests, another ASGI server)
-    cleaner = Cleaner(max_files=settings.max_files, max_bytes=settings.max_upload_bytes)
-    mailer = Mailer(server) if server else None
-    relay = Relay(composer, mailer, max_text_chars=settings.max_text_chars, guard=guard, cleaner=cleaner)
+    relay = Relay(
+        composer, Mailer(server) if server else None, max_text_chars=settings.max_text_chars, guard=guard,
+        cleaner=cleaner,
+    )
     pages = Pages(
         dev_mode=settings.dev_mode, locales_dir=settings.locales_dir, min_fill_seconds=settings.min_fill_seconds,
         max_upload_bytes=settings.max_upload_bytes,
     )
     # Uploads are held in memory, never on disk: all requests together hold at most this much (app/budget.py).
     budget = MemoryBudget(settings.upload_memory_bytes)
-    site = Site(settings=settings, posts=posts, pages=pages, relay=relay, budget=budget)
+    return Site(settings=settings, posts=settings.load_posts(), pages=pages, relay=relay, guard=guard, budget=budget)
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], float] = time.time, site: Site | None = None
+) -> ASGIApp:
+    """Build the ASGI app for `settings` (read from the environment when omitted).
+
+    Tests may pass a `clock`, or a `site` of their own (`build_site`) to look at what its parts hold.
+    """
+    settings = settings or load_settings()
+    site = site or build_site(settings, clock)
+    relay = site.relay
+    logs.quiet_libraries()  # also when the embedder never called logs.configure (tests, another ASGI server)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         mailbox = None
-        if server is None:
+        if relay.mailer is None:
             from app.devmailbox import DevMailbox  # aiosmtpd: only a development run needs an SMTP server
 
             mailbox = DevMailbox(settings.dev_mailbox)
@@ -88,7 +100,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         finally:
             if mailbox is not None:
                 await mailbox.stop()
-            await guard.close()
+                relay.mailer = None
+            await site.guard.close()
 
     app = FastAPI(
         telemetry=TELEMETRY_OFF,  # type: ignore[arg-type]
@@ -97,10 +110,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         openapi_url=None,
         lifespan=lifespan,
     )
+    add_form_routes(app, site)
     app.include_router(build_router(site))
-    app.state.guard = guard  # what it holds can be inspected (tests: no address in any key)
-    app.state.budget = budget  # tests: every byte is given back once the requests are answered
-    app.state.pages = pages  # tests: the pages kept rendered are bounded by the configuration
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
@@ -111,7 +122,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         return site.error_page(request, 400)
 
     csp = content_security_policy([rendering.csp_hash(rendering.stylesheet())])
-    # Compression sits inside the privacy layer: it sees only allowlisted headers (accept-encoding is one). The
-    # fresh form and the success page come compressed already (app/pagecache.py): it passes those through.
-    site_app = FormsFirst(form_routes(site), app)
-    return PrivacyMiddleware(Compression(site_app), csp=csp, sources=SourceKeys(clock))
+    # Compression inside the privacy layer: it sees only allowlisted headers (accept-encoding is one); the fresh form
+    # and the success page come compressed already (app/pagecache.py) and pass through. Privacy outermost, around
+    # FastAPI's own last-resort 500 page too: no layer sees the address, every answer gets the security headers.
+    return PrivacyMiddleware(Compression(app), csp=csp, sources=SourceKeys(clock))

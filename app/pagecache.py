@@ -25,7 +25,7 @@ from starlette.responses import Response
 
 _SAFE = re.compile(r"[A-Za-z0-9_\- ]*")  # needs no HTML escaping: a token (base64url) or a receipt code
 _WINDOW = 32 * 1024
-_LEVEL = 9  # as app.compression compresses the pages rendered in full
+GZIP_LEVEL = 9  # for every compressed response: app.compression compresses the pages rendered in full with it
 # Magic, deflate, no flags, no modification time, maximum compression, OS unknown (as Python's gzip writes it).
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
 
@@ -54,10 +54,10 @@ class SlottedPage:
         if html.count(mark.encode()) != 1 or b"\0" in html:
             raise ValueError("a slotted page must show its slot value exactly once (and hold no NUL byte)")
         before, _, after = html.partition(mark.encode())
-        head = zlib.compressobj(_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+        head = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
         gzip_before = _GZIP_HEADER + head.compress(before) + head.flush(zlib.Z_SYNC_FLUSH)
         history = (before + b"\0" * length)[-_WINDOW:]
-        tail = zlib.compressobj(_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS, zdict=history)
+        tail = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS, zdict=history)
         gzip_after = tail.compress(after) + tail.flush(zlib.Z_FINISH)
         return cls(length, before, after, gzip_before, gzip_after, zlib.crc32(before))
 

@@ -13,16 +13,16 @@ from typing import Any
 from starlette.responses import HTMLResponse, Response
 
 from app import i18n, rendering
+from app.attachments import megabytes
+from app.categories import CATEGORIES
 from app.pagecache import Prepared, SlottedPage
 from app.settings import Post
-from app.tips import CATEGORIES, Problem
+from app.tips import Problem
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # A pre-compressed page says so itself; app.compression leaves a response with a Content-Encoding alone.
 GZIPPED = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
 HTML = "text/html; charset=utf-8"
-TOKEN_CHARS = 48  # app.guard's form token
-RECEIPT_CHARS = 19  # app.receipts' code, "0000 0000 0000 0000"
 # Where "Leave quickly" goes; its page says nothing about tips.
 NEUTRAL_PATH = "/calendar"
 _WEEKDAYS = ("T2", "T3", "T4", "T5", "T6", "T7", "CN")
@@ -61,14 +61,16 @@ class Pages:
         return env.get_template(template).render({**defaults, **context})
 
     def _cached(
-        self, key: tuple[str | bool, ...], render: Callable[[str], str], length: int, value: str, language: str,
-        gzip: bool,
+        self, key: tuple[str | bool, ...], render: Callable[[str], str], value: str, language: str, gzip: bool
     ) -> Response | None:
-        """The kept page for `key` with `value` in its slot; None if `value` cannot go in a slot unescaped."""
+        """The kept page for `key` with `value` in its slot; None if `value` cannot go in the slot unescaped.
+
+        The slot is as long as the first value (a form token, a receipt code: each always the same length).
+        """
         page = self.kept.get(key)
         if page is None:
             # Keys come from the configuration (posts, their languages, four addresses), never from a request.
-            page = self.kept[key] = SlottedPage.render(render, length)
+            page = self.kept[key] = SlottedPage.render(render, len(value))
         try:
             body = page.gzip(value) if gzip else page.identity(value)
         except ValueError:  # the value does not fit the slot
@@ -118,7 +120,7 @@ class Pages:
             "follow_up": follow_up,
             "min_fill": f"{self.min_fill_seconds:g}",
             "max_upload": self.max_upload_bytes,
-            "max_upload_mb": max(1, round(self.max_upload_bytes / 1_000_000)),  # as app.attachments says it
+            "max_upload_mb": megabytes(self.max_upload_bytes),
         }
         return self._render("form.html", language, status, context)
 
@@ -137,7 +139,7 @@ class Pages:
             return bytes(html).decode("utf-8")
 
         key = ("form", post.slug, language, path, name, follow_up)
-        cached = self._cached(key, render, TOKEN_CHARS, token, language, gzip)
+        cached = self._cached(key, render, token, language, gzip)
         return cached or self.form(post, language, path, hidden={name: token}, follow_up=follow_up)
 
     def sent(self, post: Post, language: str, path: str, receipt: str, *, gzip: bool = False) -> Response:
@@ -147,7 +149,7 @@ class Pages:
         def render(value: str) -> str:
             return self._html("sent.html", language, {"post": post, "receipt": value, "back": back})
 
-        cached = self._cached(("sent", post.slug, language, path), render, RECEIPT_CHARS, receipt, language, gzip)
+        cached = self._cached(("sent", post.slug, language, path), render, receipt, language, gzip)
         return cached or self._render("sent.html", language, 200, {"post": post, "receipt": receipt, "back": back})
 
     def error(self, language: str, status: int, message: str, back: str | None = None) -> HTMLResponse:

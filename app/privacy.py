@@ -3,7 +3,7 @@
 Only a short allowlist of request headers reaches the app (what it needs to read a form and pick a language).
 Every response gets strict security headers, and no response may set a cookie.
 
-The one thing derived from the address that leaves this layer is `scope["tipbox.source"]`, set for a POST (a
+The one thing derived from the address that leaves this layer is `scope[guard.SOURCE_KEY]`, set for a POST (a
 submitted tip; every other request gets None): an HMAC of the address (an IPv6 address's /64) under a random key
 that lives only in this process's memory and is replaced every hour. The rate limiter counts per source with it;
 nothing can turn it back into an address once the hour's key is gone (docs/abuse.md, "Source keys").
@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable, Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.guard import SOURCE_KEY
 
 ALLOWED_REQUEST_HEADERS = frozenset(
     {
@@ -56,7 +58,6 @@ def content_security_policy(style_sources: Iterable[str]) -> str:
     )
 
 
-SOURCE_KEY = "tipbox.source"
 _HOUR = 3600
 
 

@@ -10,8 +10,8 @@ from typing import Literal
 
 from app import receipts, tips
 from app.attachments import TOO_LARGE, AttachmentError, Cleaner, Upload
+from app.categories import RECEIPT_TAGS
 from app.delivery import DeliveryError, Mailer
-from app.forms import Form
 from app.guard import Guard
 from app.i18n import N_
 from app.mail import Composer
@@ -26,15 +26,39 @@ FILES_AGAIN = N_("The files were not sent: please choose them again.")
 FILE_INPUTS = ("photo", "voice")
 
 
+@dataclass(slots=True)
+class Form:
+    """A submitted form as `app.forms` read it: the text fields (last value wins) and the uploads, in the order they
+    arrived.
+
+    `over_budget`: the memory budget for uploads was full, so the files were dropped while the text was kept.
+    `too_large`: the body was over its limit, so the files were dropped while the text was kept.
+    `dropped`: the inputs whose files were dropped, in the order they came.
+    """
+
+    fields: dict[str, str] = field(default_factory=dict)
+    uploads: list[Upload] = field(default_factory=list)
+    over_budget: bool = False
+    too_large: bool = False
+    dropped: list[str] = field(default_factory=list)
+
+    def get(self, name: str) -> str:
+        return self.fields.get(name, "")
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """`sent` (with the receipt), `invalid` (with problems), `failed` (not accepted by the mail server), `expired`
-    (the form was open too long), `changed` (this form was sent before with other content), `limited` (a rate
-    limit), `busy` (no memory left for files) or `too_large` (the body was over its limit: its files were dropped,
-    with problems). A form given back carries `token`, and `files_again` when the sender's files must be chosen
-    again."""
+    """What became of a submission. Three end on the success page with a `receipt`: `delivered` (the mail server
+    accepted the tip), `repeat` (this form was delivered before with the same content: its first receipt, nothing
+    sent again) and `decoy` (a bot's: a made-up receipt, nothing sent). The others give the form back: `invalid`
+    and `too_large` (the body was over its limit and its files were dropped) with `problems`; `failed` (not
+    accepted by the mail server), `expired` (open too long, or signed with another key), `changed` (this form was
+    sent before with other content), `limited` (a rate limit) and `busy` (no memory left for files) with a notice.
+    A form given back carries `token`, and `files_again` when the sender's files must be chosen again."""
 
-    status: Literal["sent", "invalid", "failed", "expired", "changed", "limited", "busy", "too_large"]
+    status: Literal[
+        "delivered", "repeat", "decoy", "invalid", "failed", "expired", "changed", "limited", "busy", "too_large"
+    ]
     values: dict[str, str]
     receipt: str = ""
     problems: list[tips.Problem] = field(default_factory=list)
@@ -58,8 +82,8 @@ class Relay:
         # Bots get the page people get (with a decoy receipt), before anything is read; an expired form (or one
         # whose token another key signed) comes back with a fresh token.
         check = self.guard.screen(post, form.fields)
-        if check.status == "sent":
-            return Outcome("sent", {}, receipt=check.receipt)
+        if check.status == "decoy":
+            return Outcome("decoy", {}, receipt=check.receipt)
         values = tips.read_fields(form.fields)
         if check.status != "ok":
             return Outcome(check.status, values, token=check.token)
@@ -82,10 +106,10 @@ class Relay:
         had_files = bool(form.uploads)
         # A follow-up keeps the code the sender typed; a new report gets a code carrying its category (hidden).
         follow_up_to = tips.follow_up_code(values)
-        receipt = follow_up_to or receipts.new_code(tips.RECEIPT_TAGS[values["category"]], self.composer.secret)
+        receipt = follow_up_to or receipts.new_code(RECEIPT_TAGS[values["category"]], self.composer.secret)
         ticket = await self.guard.admit(post, check, values, form.uploads, source, receipt)
         if ticket.status != "send":
-            files_again = had_files and ticket.status != "sent"
+            files_again = had_files and ticket.status != "repeat"
             return Outcome(ticket.status, values, receipt=ticket.receipt, token=check.token, files_again=files_again)
         delivered = False
         try:
@@ -96,11 +120,11 @@ class Relay:
                 return Outcome("invalid", values, problems=file_problems(form.uploads, error), token=check.token)
             form.uploads.clear()  # the originals are not needed any more: their memory is free before the email's
             tip = tips.make_tip(values, post, language, datetime.now(UTC), receipt, follow_up_to)
-            message = self.composer.compose_wire(tip, attachments)
+            message = self.composer.compose(tip, attachments)
             del attachments  # the email holds them now: no second copy while it is handed over
             if self.mailer is None:
                 raise RuntimeError("the mailer is not started")
-            await self.mailer.send_wire(message)
+            await self.mailer.send(message)
             delivered = True
         except DeliveryError as exc:
             # One line, the reason only: no content, no receipt, nothing about the sender.
@@ -109,7 +133,7 @@ class Relay:
         finally:
             await self.guard.settle(ticket, delivered=delivered)
         logger.info("tip for post %s delivered", post.slug)
-        return Outcome("sent", values, receipt=receipt)
+        return Outcome("delivered", values, receipt=receipt)
 
 
 def file_problems(uploads: list[Upload], error: AttachmentError | None = None) -> list[tips.Problem]:

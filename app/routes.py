@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from starlette.exceptions import HTTPException
-from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Match, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import i18n, rendering
 from app.budget import MemoryBudget
 from app.compression import accepts_gzip
 from app.forms import FormError, read_form
-from app.guard import TOKEN_FIELD
-from app.i18n import N_
-from app.mail import VIETNAM
+from app.guard import SOURCE_KEY, TOKEN_FIELD, Guard
+from app.i18n import N_, VIETNAM_TIME
 from app.pages import NEUTRAL_PATH, Pages
-from app.privacy import SOURCE_KEY
 from app.relay import FILES_AGAIN, Relay
 from app.settings import Post, Settings
 
@@ -51,6 +45,8 @@ GIVEN_BACK = {
 }
 # Form given back with problems at their fields, by outcome: HTTP status (a body over its limit lost its files).
 WITH_PROBLEMS = {"invalid": 422, "too_large": 413}
+# Outcomes answered with the success page: a delivered tip, a form delivered before (its first receipt), a bot's.
+SUCCESS = frozenset({"delivered", "repeat", "decoy"})
 NOT_FOUND = N_("This page does not exist. Scan the code on the poster again.")
 # The script's URL carries its content hash, so it never changes under a cached copy.
 SCRIPT_CACHE = {"Cache-Control": "public, max-age=31536000, immutable"}
@@ -58,12 +54,14 @@ SCRIPT_CACHE = {"Cache-Control": "public, max-age=31536000, immutable"}
 
 @dataclass(frozen=True, slots=True)
 class Site:
-    """What the routes need: the posts, the page renderer, the relay, the settings and the memory for uploads."""
+    """What the routes need: the posts, the page renderer, the relay, the guard (form tokens), the settings and the
+    memory for uploads."""
 
     settings: Settings
     posts: dict[str, Post]
     pages: Pages
     relay: Relay
+    guard: Guard
     budget: MemoryBudget
 
     @property
@@ -94,19 +92,18 @@ class Site:
         return i18n.choose(requested, request.headers.get("accept-language"), post.languages)
 
 
-def form_routes(site: Site) -> list[Route]:
-    """The form's addresses: GET (and HEAD) shows the form, POST sends a tip, another method gets a 405 page.
+def add_form_routes(app: FastAPI, site: Site) -> None:
+    """The form's addresses: GET (and HEAD) shows the form, POST sends a tip.
 
-    Served by `FormsFirst`, which hands every method to the endpoint, so that a wrong one gets a page too.
+    Plain Starlette routes on the app: they take nothing FastAPI would parse or validate, so no validation layer
+    runs for them. Another method gets Starlette's 405, which the app's error handler turns into a page.
     """
 
     async def default_page(request: Request) -> Response:
         return await _page(request, site.default_post, "/")
 
     async def post_page(request: Request) -> Response:
-        post = site.lookup(request.path_params["slug"])
-        if post is None:
-            return site.error_page(request, 404)
+        post = site.find(request.path_params["slug"])
         return await _page(request, post, f"/p/{post.slug}")
 
     # "I have sent a report before": the same form with the receipt-code section open.
@@ -114,29 +111,22 @@ def form_routes(site: Site) -> list[Route]:
         return await _page(request, site.default_post, "/more", follow_up=True)
 
     async def post_more_page(request: Request) -> Response:
-        post = site.lookup(request.path_params["slug"])
-        if post is None:
-            return site.error_page(request, 404)
+        post = site.find(request.path_params["slug"])
         return await _page(request, post, f"/p/{post.slug}/more", follow_up=True)
 
-    methods = ["GET", "POST"]
-    routes = [
-        Route("/", default_page, methods=methods),
-        Route("/p/{slug}", post_page, methods=methods),
-        Route("/P/{slug}", post_page, methods=methods),  # the poster's QR code spells the URL in capitals (smaller)
-        Route("/more", default_more_page, methods=methods),
-        Route("/p/{slug}/more", post_more_page, methods=methods),
-    ]
+    methods = ["GET", "POST"]  # and HEAD, which Starlette adds to every GET route
+    app.add_route("/", default_page, methods=methods)
+    app.add_route("/p/{slug}", post_page, methods=methods)
+    app.add_route("/P/{slug}", post_page, methods=methods)  # the poster's QR code spells the URL in capitals (smaller)
+    app.add_route("/more", default_more_page, methods=methods)
+    app.add_route("/p/{slug}/more", post_more_page, methods=methods)
 
     async def _page(request: Request, post: Post, path: str, follow_up: bool = False) -> Response:
         if request.method == "POST":
             return await _submit(request, post, path, follow_up)
-        if request.method not in ("GET", "HEAD"):
-            return site.error_page(request, 405)
         language = site.language(request, post)
-        gzip = accepts_gzip(request.scope["headers"])
-        token = site.relay.guard.form_token(post)
-        return site.pages.fresh_form(post, language, path, token, follow_up=follow_up, gzip=gzip)
+        token = site.guard.form_token(post)
+        return site.pages.fresh_form(post, language, path, token, follow_up=follow_up, gzip=_gzip(request))
 
     async def _submit(request: Request, post: Post, path: str, follow_up: bool = False) -> Response:
         language = site.language(request, post)
@@ -149,10 +139,10 @@ def form_routes(site: Site) -> list[Route]:
                 return site.pages.error(language, exc.status, gettext(FORM_ERRORS[exc.status]), back)
             outcome = await site.relay.submit(post, form, language, source=request.scope.get(SOURCE_KEY))
             del form  # its files leave memory as their bytes leave the budget
-        if outcome.status == "sent":
+        if outcome.status in SUCCESS:
             # "Send another tip" leads to the plain form, also after a follow-up.
-            gzip = accepts_gzip(request.scope["headers"])
-            return site.pages.sent(post, language, path.removesuffix("/more") or "/", outcome.receipt, gzip=gzip)
+            back = path.removesuffix("/more") or "/"
+            return site.pages.sent(post, language, back, outcome.receipt, gzip=_gzip(request))
         hidden = {TOKEN_FIELD: outcome.token}
         if outcome.status in WITH_PROBLEMS:
             return site.pages.form(
@@ -166,30 +156,10 @@ def form_routes(site: Site) -> list[Route]:
             follow_up=follow_up,
         )
 
-    return routes
 
-
-class FormsFirst:
-    """The form's addresses go straight to their routes; every other request, and the lifespan, to `app`.
-
-    They are nearly all of the traffic, and they take nothing FastAPI would parse or validate, so they skip its
-    layers (exception and telemetry middleware, body limits, route bookkeeping): a Starlette route each, behind
-    Starlette's last-resort 500 page. Their endpoints answer every outcome with a page of their own.
-    """
-
-    def __init__(self, routes: Sequence[Route], app: ASGIApp) -> None:
-        self.app = app  # `app` by name: tests walk down the layers to the FastAPI app's state
-        # `route.app` is the endpoint without Starlette's method check: the endpoint answers a wrong method itself.
-        self.routes = [(route, ServerErrorMiddleware(route.app)) for route in routes]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for route, endpoint in self.routes:
-                match, child_scope = route.matches(scope)
-                if match is not Match.NONE:  # PARTIAL: the path matches, the method is not GET, HEAD or POST
-                    await endpoint({**scope, **child_scope}, receive, send)
-                    return
-        await self.app(scope, receive, send)
+def _gzip(request: Request) -> bool:
+    """Whether the phone takes gzip: kept pages are stored compressed."""
+    return accepts_gzip(request.scope["headers"])
 
 
 def build_router(site: Site) -> APIRouter:
@@ -208,7 +178,7 @@ def build_router(site: Site) -> APIRouter:
 
     @router.get(NEUTRAL_PATH)
     async def neutral() -> Response:
-        return site.pages.neutral(datetime.now(VIETNAM).date())
+        return site.pages.neutral(datetime.now(VIETNAM_TIME).date())
 
     @router.get("/p/{slug}/poster.pdf")
     def poster_pdf(slug: str, lang: str | None = None, size: str | None = None, layout: str | None = None) -> Response:

@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Literal
 
 import limits
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app import i18n
@@ -44,15 +54,27 @@ class Post:
 
 
 def check_address(value: str, setting: str) -> str:
-    """Return `value` if it is one plain mailbox address (no display name, no list, no CR/LF)."""
+    """`value` as one plain ASCII mailbox address (no display name, no list, no CR/LF); an internationalised domain
+    is IDNA-encoded (`bộ-đội.vn` → `xn--b-i-...`), a local part outside ASCII refused (SMTPUTF8 is not assumed)."""
     value = value.strip()
+    if not value.rpartition("@")[0].isascii():
+        raise ConfigError(
+            f"{setting}: {value!r} has letters outside ASCII before the @, which mail servers without SMTPUTF8 "
+            "refuse; use an ASCII address for this mailbox"
+        )
     try:
         address = Address(addr_spec=value)
     except (HeaderParseError, ValueError, IndexError) as exc:
         raise ConfigError(f"{setting}: {value!r} is not an email address") from exc
     if not address.username or not address.domain or address.addr_spec != value:
         raise ConfigError(f"{setting}: {value!r} is not an email address")
-    return value
+    if address.domain.isascii():
+        return value
+    try:
+        domain = address.domain.encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise ConfigError(f"{setting}: {value!r} has a domain that cannot be IDNA-encoded") from exc
+    return f"{address.username}@{domain}"
 
 
 class Settings(BaseSettings):
@@ -91,12 +113,13 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("mail_from", "mailbox", mode="after")
+    @classmethod
+    def _address(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else check_address(value, f"TIPBOX_{str(info.field_name).upper()}")
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        if self.mail_from is not None:
-            check_address(self.mail_from, "TIPBOX_MAIL_FROM")
-        if self.mailbox is not None:
-            check_address(self.mailbox, "TIPBOX_MAILBOX")
         if self.smtp_ca_file is not None:
             _check_ca_file(self.smtp_ca_file)
         if self.public_url is not None and not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", self.public_url):
@@ -188,6 +211,30 @@ def _check_ca_file(path: Path) -> None:
         raise ConfigError(f"TIPBOX_SMTP_CA_FILE: cannot read CA certificates from {path}: {exc}") from exc
 
 
+class _PostEntry(BaseModel):
+    """One `[posts.<slug>]` table of the posts file; a key not listed here is refused by name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    mailbox: str
+    languages: list[str] = Field(default=["vi", "hmn"], min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _one_line(cls, name: str) -> str:
+        # It goes into the Subject header: one line, no control or separator characters.
+        if not name.strip() or any(unicodedata.category(c)[0] in "CZ" and c != " " for c in name):
+            raise ValueError("must be one line of text")
+        return name.strip()
+
+
+class _PostsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    posts: dict[str, _PostEntry] = Field(min_length=1)
+
+
 def _read_posts_file(path: Path, languages: frozenset[str]) -> dict[str, Post]:
     setting = "TIPBOX_POSTS_FILE"
     try:
@@ -196,32 +243,44 @@ def _read_posts_file(path: Path, languages: frozenset[str]) -> dict[str, Post]:
         raise ConfigError(f"{setting}: cannot read {path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{setting}: {path} is not valid TOML: {exc}") from exc
-    table = data.get("posts")
-    if not isinstance(table, dict) or not table:
-        raise ConfigError(f"{setting}: {path} has no [posts.<slug>] table")
+    try:
+        table = _PostsFile.model_validate(data).posts
+    except ValidationError as exc:
+        # An unknown key first: a misspelt one ("mailbx") also makes the right one missing.
+        errors = sorted(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
+        raise ConfigError(f"{setting}: {_where(errors[0])}") from None
     posts: dict[str, Post] = {}
     for slug, entry in table.items():
         where = f"{setting}: [posts.{slug}]"
         if not _SLUG.match(slug):
             raise ConfigError(f"{where}: the slug must be 1-32 lowercase letters, digits or '-'")
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: must be a table")
-        name, mailbox = entry.get("name"), entry.get("mailbox")
-        # It goes into the Subject header: one line, no control or separator characters.
-        if not isinstance(name, str) or not name.strip() or any(unicodedata.category(c)[0] in "CZ" and c != " "
-                                                                 for c in name):
-            raise ConfigError(f"{where}: 'name' must be one line of text")
-        if not isinstance(mailbox, str):
-            raise ConfigError(f"{where}: 'mailbox' is required")
-        check_address(mailbox, f"{where} mailbox")
-        langs = entry.get("languages", ["vi", "hmn"])
-        if not isinstance(langs, list) or not langs or not all(isinstance(x, str) for x in langs):
-            raise ConfigError(f"{where}: 'languages' must be a non-empty list like [\"vi\", \"hmn\"]")
-        unknown = [x for x in langs if x not in languages]
+        mailbox = check_address(entry.mailbox, f"{where} mailbox")
+        unknown = [x for x in entry.languages if x not in languages]
         if unknown:
             raise ConfigError(f"{where}: no catalog for language {unknown[0]!r} (have {sorted(languages)})")
-        posts[slug] = Post(slug, name.strip(), mailbox.strip(), tuple(langs))
+        posts[slug] = Post(slug, entry.name, mailbox, tuple(entry.languages))
     return posts
+
+
+def _where(error: ErrorDetails) -> str:
+    """One pydantic error of the posts file as a line naming the table and key: "[posts.ncs] 'mailbx': unknown key"."""
+    loc = [str(part) for part in error["loc"]]
+    if not loc or loc[0] != "posts":
+        key = loc[0] if loc else "?"
+        return f"{key!r}: unknown key (the file holds [posts.<slug>] tables)" if error["type"] == "extra_forbidden" \
+            else "no [posts.<slug>] table"
+    if len(loc) < 2:
+        return "no [posts.<slug>] table"
+    table = f"[posts.{loc[1]}]"
+    if len(loc) < 3:
+        return f"{table}: must be a table with 'name' and 'mailbox'"
+    key = loc[2]
+    if error["type"] == "extra_forbidden":
+        return f"{table}: unknown key {key!r} (allowed: {', '.join(_PostEntry.model_fields)})"
+    if error["type"] == "missing":
+        return f"{table}: {key!r} is required"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{table}: {key!r} {message[:1].lower()}{message[1:]}"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -1,4 +1,4 @@
-"""A tip: the categories, and turning submitted fields into a validated `Tip` or a list of problems."""
+"""Turning submitted fields into a validated tip (`mail.Tip`) or a list of problems shown beside their fields."""
 
 from __future__ import annotations
 
@@ -10,26 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app import receipts
+from app.categories import CATEGORIES
 from app.i18n import N_
+from app.mail import Tip
 from app.settings import Post
 
-# Slug → label msgid. The order is the order on the form.
-CATEGORIES: dict[str, str] = {
-    "theft": N_("Theft or robbery"),
-    "drugs": N_("Drugs"),
-    "weapons": N_("Weapons or explosives"),
-    "border": N_("Illegal border crossing or residence"),
-    "trafficking": N_("Human trafficking"),
-    "smuggling": N_("Smuggling"),
-    "other": N_("Something else"),
-}
-
-# Each category's digit in receipt codes (hidden under the secret key, see `receipts.new_code`), so a follow-up's
-# subject names the first tip's category and threads under it. Never renumber: codes already handed out would
-# name the wrong category. A new category takes an unused digit (0-9).
-RECEIPT_TAGS: dict[str, int] = {
-    "theft": 0, "drugs": 1, "weapons": 2, "border": 3, "trafficking": 4, "smuggling": 5, "other": 6,
-}
 RECEIPT_FIELD = "receipt"
 _RECEIPT_MAX_CHARS = 64
 BAD_RECEIPT = N_("This code is not right. Check the 16 digits, or leave it empty to send a new tip.")
@@ -53,32 +38,6 @@ class Problem:
     message: str
     params: Mapping[str, int] = dataclasses.field(default_factory=dict)
     more: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Tip:
-    """A validated tip: what the sender wrote, and nothing about who they are."""
-
-    post: Post
-    category: str
-    what: str
-    where: str
-    when: str
-    contact: str
-    language: str
-    received_at: datetime
-    receipt: str
-    # The receipt code of the report this adds to (then `receipt` is the same code), or None for a new report.
-    follow_up_to: str | None = None
-
-    @property
-    def category_label(self) -> str:
-        return CATEGORIES[self.category]
-
-
-def category_for_tag(tag: int) -> str | None:
-    """The category whose receipt tag is `tag`, or None (no code for any category carries that digit)."""
-    return next((slug for slug, digit in RECEIPT_TAGS.items() if digit == tag), None)
 
 
 def clean_text(value: str, *, multiline: bool) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.conftest import require
+from tests.helpers import require
 from tests.mailsink import free_port
 
 DOMAIN = "post.test"

@@ -19,7 +19,8 @@ from mutagen import File as MutagenFile
 from PIL import Image, ImageCms
 
 from app import attachments
-from app.attachments import Attachment, AttachmentError, Upload, clean, sniff
+from app.attachments import AttachmentError, Upload, clean, sniff
+from app.mail import Attachment
 from tests import media
 
 ROOT = Path(__file__).resolve().parent.parent

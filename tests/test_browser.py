@@ -29,7 +29,7 @@ import pytest
 from PIL import Image
 
 from tests import media
-from tests.conftest import SECRET, require
+from tests.helpers import SECRET, require
 from tests.mailsink import Sink, free_port
 
 playwright_api = pytest.importorskip("playwright.sync_api")

@@ -54,11 +54,3 @@ def test_a_body_of_unknown_length_gets_its_allowance_only() -> None:
         assert hold.take(100)
         assert not hold.take(1)
         assert budget.used == 0
-
-
-def test_tipbox_serve_has_glibc_give_large_buffers_back() -> None:
-    import platform
-
-    from app.budget import give_freed_memory_back
-
-    assert give_freed_memory_back() is (platform.libc_ver()[0] == "glibc")

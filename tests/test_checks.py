@@ -10,7 +10,7 @@ import pytest
 
 from app import cli, sizes
 from app.settings import load_settings
-from tests.conftest import SECRET
+from tests.helpers import SECRET
 from tests.mailsink import PASSWORD, USERNAME, Sink, free_port
 
 POSTS = """\

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from app import delivery
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import post_tip
+from tests.helpers import post_tip
 from tests.mailsink import PASSWORD, USERNAME, Sink, free_port
 
 TIP = {

@@ -17,7 +17,7 @@ import yaml
 
 from app import sizes
 from app.settings import ConfigError, Settings, load_settings
-from tests.conftest import require
+from tests.helpers import require
 
 ROOT = Path(__file__).resolve().parent.parent
 KIT = ROOT / "deploy"

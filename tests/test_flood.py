@@ -11,11 +11,10 @@ from collections.abc import Callable, Iterable
 import httpx2
 from starlette.types import ASGIApp
 
-from app.guard import HONEYPOT_FIELD, TOKEN_FIELD, Guard
-from app.main import create_app
+from app.guard import HONEYPOT_FIELD, TOKEN_FIELD
+from app.main import build_site, create_app
 from app.privacy import SourceKeys
 from app.settings import Settings
-from tests.conftest import app_state
 from tests.mailsink import Sink
 from tests.test_guard import START, TIP, Clock, token_of
 
@@ -38,13 +37,6 @@ def assert_no_address(keys: Iterable[str], address: str) -> None:
     for key in keys:
         for form in encodings(address):
             assert form not in key, f"{form!r} in stored key {key!r}"
-
-
-def guard_of(app: ASGIApp) -> Guard:
-    """The guard inside the middleware stack (the FastAPI app keeps it in `state`)."""
-    guard = app_state(app).guard
-    assert isinstance(guard, Guard)
-    return guard
 
 
 async def submit(app: ASGIApp, address: str, what: str, lang: str = "vi") -> httpx2.Response:
@@ -107,8 +99,9 @@ def test_the_source_limit_speaks_the_senders_language(sink: Sink, make_settings:
 
 def test_limiter_keys_hold_no_address_and_change_every_hour(sink: Sink, make_settings: Callable[..., Settings]) -> None:
     clock = Clock()
-    app = create_app(make_settings(sink), clock=clock)
-    guard = guard_of(app)
+    site = build_site(make_settings(sink), clock)
+    app = create_app(site.settings, site=site, clock=clock)
+    guard = site.guard
 
     async def run() -> tuple[set[str], set[str]]:
         assert (await submit(app, DISTINCTIVE, "giờ thứ nhất")).status_code == 200

@@ -11,9 +11,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from app import receipts, tips
+from app.categories import RECEIPT_TAGS, category_for_tag
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import SECRET, post_tip
+from tests.helpers import SECRET, post_tip
 from tests.mailsink import Sink
 
 RECEIPT = re.compile(r'id="receipt">\s*(\d{4} \d{4} \d{4} \d{4})\s*<')
@@ -109,7 +110,7 @@ def test_an_empty_receipt_sends_a_new_tip(client: TestClient, sink: Sink) -> Non
 def test_a_malformed_code_is_named_and_nothing_is_sent(
     client: TestClient, sink: Sink, language: str, named: str
 ) -> None:
-    code = receipts.new_code(tips.RECEIPT_TAGS["drugs"], SECRET.encode())
+    code = receipts.new_code(RECEIPT_TAGS["drugs"], SECRET.encode())
     last = str((int(code[-1]) + 1) % 10)
     typo = code[:-1] + last  # one digit off: the check digit catches it
     page = post_tip(
@@ -129,7 +130,7 @@ def test_a_code_from_elsewhere_still_goes_out_marked_unconfirmed(client: TestCli
     other_key = b"some-other-deployment-key-0123456789"
     while True:
         code = receipts.new_code(0, other_key)
-        if tips.category_for_tag(receipts.read_tag(code, SECRET.encode())) is not None:
+        if category_for_tag(receipts.read_tag(code, SECRET.encode())) is not None:
             break
     assert post_tip(client, category="border", what="Có người lạ qua biên giới", receipt=code).status_code == 200
     message = _only_new(sink, 0)
@@ -142,7 +143,7 @@ def test_a_code_tipbox_cannot_have_made_is_said_to_be_so(client: TestClient, sin
     # About 3 in 10 well-formed codes carry a tag digit no category uses: certainly not made here with this key.
     while True:
         code = receipts.new_code()
-        if tips.category_for_tag(receipts.read_tag(code, SECRET.encode())) is None:
+        if category_for_tag(receipts.read_tag(code, SECRET.encode())) is None:
             break
     assert post_tip(client, category="smuggling", what="Xe chở hàng lậu ban đêm", receipt=code).status_code == 200
     message = _only_new(sink, 0)
@@ -204,7 +205,7 @@ def test_each_post_has_its_own_more_page(sink: Sink, make_settings: Callable[...
      ("{code} {code}", True), ("{long}", True), ("mã của tôi", True)],
 )
 def test_validate_names_a_bad_receipt_on_its_field(typed: str, problem: bool) -> None:
-    code = receipts.new_code(tips.RECEIPT_TAGS["other"], SECRET.encode())
+    code = receipts.new_code(RECEIPT_TAGS["other"], SECRET.encode())
     typo = code[:-1] + str((int(code[-1]) + 5) % 10)
     text = typed.format(code=code, code_dots=code.replace(" ", "."), typo=typo, long=code.replace(" ", "-" * 20))
     values = tips.read_fields({"category": "other", "what": "Một việc", "receipt": text})

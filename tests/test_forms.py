@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 from httpx2 import Response
 from starlette.testclient import TestClient
 
-from app.main import create_app
+from app.main import build_site, create_app
+from app.routes import Site
 from app.settings import Settings
-from tests.conftest import form_fields
+from tests.helpers import form_fields
 from tests.mailsink import Sink
 
 URLENCODED = {"content-type": "application/x-www-form-urlencoded"}
 
 
 @pytest.fixture
-def small_client(sink: Sink, make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
+def small_site(sink: Sink, make_settings: Callable[..., Settings]) -> Site:
     """Limits small enough to exceed cheaply: 1 000 bytes of uploads (+64 KiB for text and framing)."""
-    with TestClient(create_app(make_settings(sink, max_upload_bytes=1000))) as test_client:
+    return build_site(make_settings(sink, max_upload_bytes=1000))
+
+
+@pytest.fixture
+def small_client(small_site: Site) -> Iterator[TestClient]:
+    with TestClient(create_app(small_site.settings, site=small_site)) as test_client:
         yield test_client
 
 
@@ -51,13 +56,6 @@ def _multipart(fields: dict[str, str], files: list[tuple[str, bytes]], *, files_
     return b"".join(attached + text if files_first else text + attached) + b"--B--\r\n"
 
 
-def _budget_used(client: TestClient) -> int:
-    layer: Any = client.app
-    while not hasattr(layer, "state"):
-        layer = layer.app
-    return int(layer.state.budget.used)
-
-
 def _assert_words_kept_and_files_asked_again(response: Response) -> None:
     """The form back (413) with every word typed, and at the photo input: too big, choose them again."""
     assert response.status_code == 413, response.text
@@ -73,7 +71,7 @@ def _assert_words_kept_and_files_asked_again(response: Response) -> None:
 
 @pytest.mark.parametrize("files_first", [False, True], ids=["text-first", "files-first"])
 def test_files_over_the_limit_give_the_form_back_with_every_word(
-    small_client: TestClient, sink: Sink, files_first: bool
+    small_client: TestClient, small_site: Site, sink: Sink, files_first: bool
 ) -> None:
     # 100 KB of photos: past the 66 KB body limit, within the four times it that is read on to find the text.
     files = [("photo", bytes(60_000)), ("voice", bytes(40_000))]
@@ -82,10 +80,12 @@ def test_files_over_the_limit_give_the_form_back_with_every_word(
     _assert_words_kept_and_files_asked_again(response)
     assert '<p class="error" id="voice-error">Các tệp chưa được gửi: hãy chọn lại.' in response.text
     assert sink.handler.messages == []
-    assert _budget_used(small_client) == 0
+    assert small_site.budget.used == 0
 
 
-def test_a_body_that_grows_past_the_limit_as_it_streams_keeps_its_words(small_client: TestClient, sink: Sink) -> None:
+def test_a_body_that_grows_past_the_limit_as_it_streams_keeps_its_words(
+    small_client: TestClient, small_site: Site, sink: Sink
+) -> None:
     body = _multipart({**form_fields(small_client), **WORDS}, [("photo", bytes(100_000))])
 
     def chunks() -> Iterator[bytes]:
@@ -96,7 +96,7 @@ def test_a_body_that_grows_past_the_limit_as_it_streams_keeps_its_words(small_cl
     response = small_client.post("/", content=chunks(), headers={**MULTIPART_B, "content-length": "60000"})
     _assert_words_kept_and_files_asked_again(response)
     assert sink.handler.messages == []
-    assert _budget_used(small_client) == 0
+    assert small_site.budget.used == 0
 
 
 def test_a_body_declared_over_the_hard_limit_is_refused_unread(small_client: TestClient, sink: Sink) -> None:
@@ -115,7 +115,7 @@ def test_a_body_declared_over_the_hard_limit_is_refused_unread(small_client: Tes
     assert sink.handler.messages == []
 
 
-def test_a_body_streamed_past_the_hard_limit_is_cut_off(small_client: TestClient, sink: Sink) -> None:
+def test_a_body_streamed_past_the_hard_limit_is_cut_off(small_client: TestClient, small_site: Site, sink: Sink) -> None:
     head = _multipart(form_fields(small_client), [])[: -len(b"--B--\r\n")]
     head += b'--B\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\n\r\n'
 
@@ -127,7 +127,7 @@ def test_a_body_streamed_past_the_hard_limit_is_cut_off(small_client: TestClient
     response = small_client.post("/", content=body(), headers={**MULTIPART_B, "content-length": "60000"})
     _assert_clear_page(response, 413, "Gửi quá nhiều")
     assert sink.handler.messages == []
-    assert _budget_used(small_client) == 0
+    assert small_site.budget.used == 0
 
 
 def test_a_large_urlencoded_body_is_refused_before_it_is_parsed(client: TestClient, sink: Sink) -> None:

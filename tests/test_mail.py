@@ -14,12 +14,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from app import i18n, receipts, rendering, tips
-from app.attachments import Attachment
-from app.mail import Composer, as_bytes, as_message, email_templates, serialize
-from app.settings import Post
-from app.tips import Tip
-from tests.conftest import post_tip
+from app.categories import RECEIPT_TAGS
+from app.mail import Attachment, Composer, Tip, as_bytes, email_templates
+from app.main import create_app
+from app.settings import Post, Settings
+from tests.helpers import post_tip
 from tests.mailsink import Sink
+from tests.reference import as_message, parse, serialize
 from tests.test_mime import assert_wire_form
 
 POST = Post("ncs", "Đồn Biên phòng Na Cô Sa", "nacosa@example.vn", ("vi", "hmn"))
@@ -34,8 +35,13 @@ def _tip(**overrides: str) -> Tip:
     )
 
 
+def _composed(tip: Tip, files: list[Attachment] | None = None) -> EmailMessage:
+    """The email for `tip` as it goes over SMTP, read back as a mail client reads it."""
+    return parse(Composer("tipbox@example.vn", b"k" * 32).compose(tip, files or []).data)
+
+
 def test_headers_come_from_configuration() -> None:
-    message = Composer("tipbox@example.vn", b"k" * 32).compose(_tip())
+    message = _composed(_tip())
     assert message["From"] == "tipbox@example.vn"
     assert message["To"] == "nacosa@example.vn"
     assert str(message["Subject"]).startswith("[Tin báo]")
@@ -46,7 +52,7 @@ def test_headers_come_from_configuration() -> None:
 
 
 def test_subject_is_encoded_and_decodes_back() -> None:
-    raw = serialize(Composer("tipbox@example.vn", b"k" * 32).compose(_tip()))
+    raw = Composer("tipbox@example.vn", b"k" * 32).compose(_tip()).data
     subject_line = next(line for line in raw.split(b"\r\n") if line.startswith(b"Subject:"))
     assert subject_line.isascii()  # RFC 2047 encoded words, not raw UTF-8
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
@@ -54,7 +60,7 @@ def test_subject_is_encoded_and_decodes_back() -> None:
 
 
 def test_body_has_time_language_and_privacy_line() -> None:
-    message = Composer("tipbox@example.vn", b"k" * 32).compose(_tip())
+    message = _composed(_tip())
     plain = message.get_body(("plain",))
     assert plain is not None
     text = plain.get_content()
@@ -103,21 +109,18 @@ def test_contact_stays_in_the_body(client: TestClient, sink: Sink) -> None:
 def test_files_are_listed_with_their_type_and_size_and_photos_shown_in_place() -> None:
     photo = Attachment("photo", 1, "photo-1.jpg", "image/jpeg", b"\xff\xd8\xff" + bytes(1_234_000))
     voice = Attachment("voice", 1, "voice-1.amr", "audio/amr", b"#!AMR\n" + bytes(349_500))
-    composer = Composer("tipbox@example.vn", b"k" * 32)
     for files, shape in (
         ([photo], ["multipart/alternative", "text/plain", "multipart/related", "text/html", "image/jpeg"]),
         ([voice], ["multipart/mixed", "multipart/alternative", "text/plain", "text/html", "audio/amr"]),
     ):
-        message = composer.compose(_tip(), files)
-        assert [part.get_content_type() for part in message.walk()] == shape
-        parsed = email.message_from_bytes(serialize(message), policy=email.policy.default)
-        assert [part.get_content_type() for part in parsed.walk()] == shape
-    plain = composer.compose(_tip(), [photo, voice]).get_body(("plain",))
+        assert [part.get_content_type() for part in _composed(_tip(), files).walk()] == shape
+    plain = _composed(_tip(), [photo, voice]).get_body(("plain",))
     assert plain is not None
-    assert "Tệp đính kèm (2):\n1. Ảnh JPEG, 1,2 MB\n2. Ghi âm AMR, 350 KB\n" in plain.get_content()
+    listed = "Tệp đính kèm (2):\n1. Ảnh JPEG, 1,2 MB\n2. Ghi âm AMR, 350 KB\n"
+    assert listed in plain.get_content().replace("\r\n", "\n")
 
 
-# -- the wire form (`compose_wire`, written by app/mime.py) against the reference (`compose`, the `email` package) --
+# -- the wire form (written by app/mime.py) against the reference (tests/reference.py, the `email` package) --
 
 HOSTILE = "x\r\nBcc: attacker@evil.example\r\nSubject: hijacked\r\nTo: b@evil.example\r\n\r\nbody"
 CONTROLS = "nul\x00 vt\x0b ff\x0c esc\x1b del\x7f nel\x85 ls\u2028 ps\u2029 lone\rCR CRCRLF\r\r\n tab\t end"
@@ -145,7 +148,7 @@ def _files(photos: int, voices: tuple[str, ...] = ()) -> list[Attachment]:
 
 
 def _code(tag: str = "drugs") -> str:
-    return receipts.new_code(tips.RECEIPT_TAGS[tag], b"k" * 32)
+    return receipts.new_code(RECEIPT_TAGS[tag], b"k" * 32)
 
 
 def _cleaned(**typed: str) -> Tip:
@@ -233,7 +236,7 @@ def test_the_wire_form_reads_back_as_the_reference_message(case: str) -> None:
 def test_hostile_fields_add_no_header_and_no_recipient_to_the_wire_form() -> None:
     hostile = {name: HOSTILE + CONTROLS for name in ("what", "where", "when", "contact")}
     for tip in (_tip(**hostile), _cleaned(**hostile)):
-        wire = WIRE_COMPOSER.compose_wire(tip, _files(1, ("mp3",)))
+        wire = WIRE_COMPOSER.compose(tip, _files(1, ("mp3",)))
         assert (wire.sender, wire.recipients) == ("tipbox@example.vn", ("nacosa@example.vn",))
         head = wire.data.split(b"\r\n\r\n", 1)[0]
         assert b"evil.example" not in head and b"hijacked" not in head
@@ -244,19 +247,12 @@ def test_hostile_fields_add_no_header_and_no_recipient_to_the_wire_form() -> Non
         ]  # fmt: skip
 
 
-def test_compose_wire_is_compose_in_its_wire_form() -> None:
+def test_compose_is_the_draft_in_its_wire_form_with_its_envelope() -> None:
     tip = _tip()  # no files and a first report: nothing random in it but the boundaries
-    wire = WIRE_COMPOSER.compose_wire(tip)
+    wire = WIRE_COMPOSER.compose(tip)
     assert (wire.sender, wire.recipients) == ("tipbox@example.vn", ("nacosa@example.vn",))
-    assert _read(wire.data) == _read(serialize(WIRE_COMPOSER.compose(tip)))
+    assert _read(wire.data) == _read(serialize(as_message(WIRE_COMPOSER.draft(tip))))
     assert wire.data.startswith(b"From: tipbox@example.vn\r\nTo: nacosa@example.vn\r\n")
-
-
-def test_an_internationalised_domain_takes_the_reference_way() -> None:
-    post = Post("idn", "Đồn Biên phòng", "post@hòm.example.vn", ("vi",))
-    wire = WIRE_COMPOSER.compose_wire(dataclasses.replace(_tip(), post=post))
-    assert wire.recipients == ("post@hòm.example.vn",)
-    assert _read(wire.data) == _read(serialize(WIRE_COMPOSER.compose(dataclasses.replace(_tip(), post=post))))
 
 
 @pytest.mark.parametrize("override", [False, True])
@@ -287,3 +283,12 @@ def test_the_email_templates_render_as_the_pages_environment_renders_them(overri
         assert plain.render(context) == env.get_template("email/tip.txt").render(context)
         assert html.render(context) == env.get_template("email/tip.html").render(context)
         assert not override or "<b>việc</b> & 'nhóm' 100%" in html.render(context)
+
+
+def test_a_post_on_an_internationalised_domain_gets_its_tips(
+    sink: Sink, make_settings: Callable[..., Settings]
+) -> None:
+    with TestClient(create_app(make_settings(sink, mailbox="post@hòm.vn"))) as client:
+        assert post_tip(client, category="drugs", what="Bán ma túy").status_code == 200
+    assert sink.handler.envelopes == [("tipbox@example.vn", ["post@xn--hm-2ja.vn"])]
+    assert sink.handler.parsed()[0]["To"] == "post@xn--hm-2ja.vn"

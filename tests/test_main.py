@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import re
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry import metrics, trace
@@ -19,7 +21,7 @@ from starlette.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings, load_settings
-from tests.conftest import post_tip
+from tests.helpers import form_fields, post_tip
 from tests.mailsink import Sink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +95,7 @@ import sys
 from starlette.testclient import TestClient
 from app.main import create_app
 from app.settings import load_settings
-from tests.conftest import form_fields
+from tests.helpers import form_fields
 
 HEAVY = ("PIL", "pillow_heif", "mutagen", "reportlab", "qrcode", "aiosmtpd", "redis", "watchfiles")
 with TestClient(create_app(load_settings(dev_mailbox={str(tmp_path / "mbox")!r}, min_fill_seconds=0))) as client:
@@ -116,3 +118,28 @@ with TestClient(create_app(load_settings(dev_mailbox={str(tmp_path / "mbox")!r},
     assert used == "['PIL', 'aiosmtpd', 'mutagen', 'pillow_heif']"
     emails = [path.read_text() for path in (tmp_path / "mbox").glob("*.eml")]
     assert len(emails) == 2 and any("photo-1.jpg" in email and "voice-1.m4a" in email for email in emails)
+
+
+def _raw(client: TestClient, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body as sent (the test client would decompress the body)."""
+    with client.stream(method, path, **kwargs) as response:
+        return response.status_code, dict(response.headers), b"".join(response.iter_raw())
+
+
+def test_pages_go_compressed_to_phones_that_ask_and_as_they_are_to_others(client: TestClient) -> None:
+    gzip_ = {"Accept-Encoding": "gzip, deflate, br"}
+    # A page rendered in full (the form given back with a problem), compressed by the app's middleware.
+    fields = {**form_fields(client), "category": "drugs", "what": ""}
+    status, headers, body = _raw(client, "POST", "/", data=fields, headers=gzip_)
+    assert status == 422 and headers["content-encoding"] == "gzip" and "Accept-Encoding" in headers["vary"]
+    page = gzip.decompress(body).decode()
+    assert int(headers["content-length"]) == len(body) < len(page) // 2 and "<html lang=" in page
+    status, headers, body = _raw(client, "POST", "/", data=fields, headers={"Accept-Encoding": "identity"})
+    assert status == 422 and "content-encoding" not in headers and body.decode().startswith("<!doctype html>")
+    # The fresh form comes compressed already (app/pagecache.py): compressed once, not twice.
+    status, headers, body = _raw(client, "GET", "/", headers=gzip_)
+    assert status == 200 and headers["content-encoding"] == "gzip" and headers["vary"] == "Accept-Encoding"
+    assert gzip.decompress(body).decode().startswith("<!doctype html>")
+    # A poster's PDF streams are compressed already: sent as they are.
+    status, headers, body = _raw(client, "GET", "/p/post/poster.pdf", headers=gzip_)
+    assert status == 200 and "content-encoding" not in headers and body.startswith(b"%PDF-")

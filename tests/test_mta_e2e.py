@@ -27,7 +27,7 @@ from PIL import Image
 from app import sizes
 from app.settings import Settings, load_settings
 from tests import media
-from tests.conftest import hidden_fields
+from tests.helpers import hidden_fields
 from tests.mailsink import free_port
 from tests.mta import OFFICER, MailSystem, mail_system
 

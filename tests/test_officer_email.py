@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from types import SimpleNamespace
 
 from app import i18n, receipts, rendering
-from app.mail import Composer
+from app.categories import RECEIPT_TAGS
+from app.mail import Composer, Tip
 from app.settings import Post
-from app.tips import RECEIPT_TAGS, Tip
+from tests.reference import parse
 
 POST = Post("ncs", "Đồn Biên phòng Na Cô Sa", "nacosa@example.vn", ("vi", "hmn"))
 KEY = b"officer-email-test-key-0123456789abc"
 COMPOSER = Composer("tipbox@bienphong.example.vn", KEY)
+
+
+def _email(tip: Tip) -> EmailMessage:
+    """The email for `tip`, read back from its wire form as an officer's mail client reads it."""
+    return parse(COMPOSER.compose(tip).data)
 
 
 def _tip(code: str, **overrides: str | None) -> Tip:
@@ -32,15 +39,15 @@ def _tip(code: str, **overrides: str | None) -> Tip:
 
 def test_subject_has_fixed_tags_in_a_fixed_order() -> None:
     code = receipts.new_code(RECEIPT_TAGS["drugs"], KEY)
-    message = COMPOSER.compose(_tip(code))
+    message = _email(_tip(code))
     assert str(message["Subject"]) == f"[Tin báo] [Ma túy] Đồn Biên phòng Na Cô Sa · {code}"
-    follow_up = COMPOSER.compose(_tip(code, category="theft", follow_up_to=code))
+    follow_up = _email(_tip(code, category="theft", follow_up_to=code))
     assert str(follow_up["Subject"]) == f"Re: [Tin báo] [Ma túy] Đồn Biên phòng Na Cô Sa · {code}"
 
 
 def test_filter_headers() -> None:
     code = receipts.new_code(RECEIPT_TAGS["trafficking"], KEY)
-    message = COMPOSER.compose(_tip(code, category="trafficking"))
+    message = _email(_tip(code, category="trafficking"))
     assert message["X-Tipbox-Kind"] == "tip"
     assert message["X-Tipbox-Post"] == "ncs"
     assert message["X-Tipbox-Category"] == "trafficking"
@@ -52,7 +59,7 @@ def test_filter_headers() -> None:
 
 def test_plain_part_reads_top_down_on_a_phone() -> None:
     code = receipts.new_code(RECEIPT_TAGS["drugs"], KEY)
-    plain = COMPOSER.compose(_tip(code)).get_body(("plain",))
+    plain = _email(_tip(code)).get_body(("plain",))
     assert plain is not None
     lines = str(plain.get_content()).splitlines()
     assert lines[0] == "TIN BÁO ẨN DANH — Đồn Biên phòng Na Cô Sa"
@@ -69,7 +76,7 @@ def test_plain_part_reads_top_down_on_a_phone() -> None:
 def test_html_part_loads_nothing_and_uses_inline_styles_only() -> None:
     code = receipts.new_code(RECEIPT_TAGS["drugs"], KEY)
     hostile = '<img src="https://tracker.example/p.gif"><link rel=stylesheet href="//evil.example/x.css">'
-    message = COMPOSER.compose(_tip(code, what=hostile, contact='<a href="http://x.example">Zalo</a>'))
+    message = _email(_tip(code, what=hostile, contact='<a href="http://x.example">Zalo</a>'))
     html_part = message.get_body(("html",))
     assert html_part is not None
     html = str(html_part.get_content())
@@ -82,14 +89,14 @@ def test_html_part_loads_nothing_and_uses_inline_styles_only() -> None:
 
 def test_html_keeps_the_senders_line_breaks_without_css() -> None:
     code = receipts.new_code(RECEIPT_TAGS["drugs"], KEY)
-    html_part = COMPOSER.compose(_tip(code)).get_body(("html",))
+    html_part = _email(_tip(code)).get_body(("html",))
     assert html_part is not None
     assert "Dòng một<br>Dòng hai &lt;b&gt;đậm&lt;/b&gt;" in str(html_part.get_content())
 
 
 def test_contact_is_in_the_body_only_also_in_a_follow_up() -> None:
     code = receipts.new_code(RECEIPT_TAGS["drugs"], KEY)
-    message = COMPOSER.compose(_tip(code, contact="Zalo 0987 654 321", follow_up_to=code))
+    message = _email(_tip(code, contact="Zalo 0987 654 321", follow_up_to=code))
     assert message["Reply-To"] is None
     assert all("0987" not in str(value) for value in message.values())
     plain = message.get_body(("plain",))
@@ -98,7 +105,7 @@ def test_contact_is_in_the_body_only_also_in_a_follow_up() -> None:
 
 def test_no_attachments_render_nothing_and_a_list_renders_each_file() -> None:
     code = receipts.new_code(RECEIPT_TAGS["drugs"], KEY)
-    message = COMPOSER.compose(_tip(code))
+    message = _email(_tip(code))
     for kind in ("plain", "html"):
         part = message.get_body((kind,))
         assert part is not None and "Tệp đính kèm" not in str(part.get_content())

@@ -10,28 +10,21 @@ import zlib
 
 import pytest
 from starlette.testclient import TestClient
-from starlette.types import ASGIApp
 
 from app import rendering
 from app.guard import HONEYPOT_FIELD, TOKEN_FIELD, Tokens
 from app.pagecache import SlottedPage, placeholder
-from app.pages import RECEIPT_CHARS, TOKEN_CHARS, Pages
+from app.pages import Pages
+from app.routes import Site
 from app.settings import Post
-from tests.conftest import app_state
 from tests.mailsink import Sink
-from tests.test_flood import guard_of
 from tests.test_guard import TIP, receipt_of, token_of
 
 POST = Post("ncs", "Đồn Biên phòng Na Cô Sa <&> \"Bản\"", "nacosa@example.vn", ("vi", "hmn"))
 GZIP = {"Accept-Encoding": "gzip, deflate"}
+TOKEN_CHARS = 48  # a form token (app.guard.tokens)
+RECEIPT_CHARS = 19  # a receipt code, "0000 0000 0000 0000"
 IDENTITY = {"Accept-Encoding": "identity"}
-
-
-def pages_of(app: ASGIApp) -> Pages:
-    """The page renderer inside the middleware stack (the FastAPI app keeps it in `state`)."""
-    pages = app_state(app).pages
-    assert isinstance(pages, Pages)
-    return pages
 
 
 def raw_get(client: TestClient, path: str, headers: dict[str, str]) -> tuple[dict[str, str], bytes]:
@@ -72,8 +65,10 @@ def test_a_kept_success_page_is_the_page_rendered_in_full() -> None:
     assert b"&lt;b&gt;12&lt;/b&gt;" in odd.body and "content-encoding" not in odd.headers
 
 
-def test_every_get_carries_a_new_token_that_verifies_and_sends_once(client: TestClient, sink: Sink) -> None:
-    guard = guard_of(client.app)
+def test_every_get_carries_a_new_token_that_verifies_and_sends_once(
+    client: TestClient, site: Site, sink: Sink
+) -> None:
+    guard = site.guard
     pages = [client.get("/"), client.get("/", headers=GZIP), client.get("/?lang=hmn", headers=GZIP),
              client.get("/more"), client.get("/", headers=GZIP)]
     tokens = [token_of(page) for page in pages]
@@ -159,13 +154,13 @@ def test_a_value_goes_in_the_slot_only_if_it_needs_no_escaping() -> None:
     assert re.fullmatch("[A-Za-z]{6}", placeholder(6)) and placeholder(48) != placeholder(48)
 
 
-def test_what_is_kept_is_bounded_by_the_configuration(client: TestClient) -> None:
+def test_what_is_kept_is_bounded_by_the_configuration(client: TestClient, site: Site) -> None:
     for number in range(30):
         lang = f"x{number}"
         for path in ("/", f"/?lang={lang}", "/more", "/p/post", "/P/POST", "/p/post/more", "/p/nowhere"):
             client.get(path, headers={"Accept-Language": f"{lang},hmn;q=0.5", **GZIP})
             client.get(f"{path}{'&' if '?' in path else '?'}lang=vi-{lang}")
-    pages = pages_of(client.app)
+    pages = site.pages
     languages = {key[2] for key in pages.kept}
     paths = {key[3] for key in pages.kept}
     assert languages == {"vi", "hmn"} and paths == {"/", "/more", "/p/post", "/p/post/more"}

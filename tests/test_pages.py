@@ -13,10 +13,10 @@ from babel.messages.extract import extract_from_dir
 from starlette.testclient import TestClient
 
 from app import i18n, pages, rendering
+from app.categories import CATEGORIES
 from app.main import create_app
 from app.settings import Post, Settings
-from app.tips import CATEGORIES
-from tests.conftest import post_tip
+from tests.helpers import post_tip
 from tests.mailsink import Sink
 
 ROOT = Path(__file__).parent.parent

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from app import cli, poster
 from app.main import create_app
 from app.settings import Post, Settings
-from tests.conftest import post_tip, require
+from tests.helpers import post_tip, require
 from tests.mailsink import Sink
 
 PUBLIC_URL = "https://tip.example.vn"

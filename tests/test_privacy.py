@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from app.guard import SOURCE_KEY
 from app.main import create_app
-from app.privacy import SOURCE_KEY, PrivacyMiddleware, SourceKeys, TrustedProxies
+from app.privacy import PrivacyMiddleware, SourceKeys, TrustedProxies
 from app.settings import Settings
-from tests.conftest import form_fields
+from tests.helpers import form_fields
 from tests.mailsink import Sink
 
 PEER = "203.0.113.77"

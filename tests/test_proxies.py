@@ -27,7 +27,7 @@ import pytest
 import trustme
 
 from tests import media
-from tests.conftest import SECRET, hidden_fields, require, wait_until_responds
+from tests.helpers import SECRET, hidden_fields, require, wait_until_responds
 from tests.mailsink import Sink, free_port
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from app import receipts, tips
+from app import receipts
+from app.categories import CATEGORIES, RECEIPT_TAGS, category_for_tag
 from app.receipts import format_code, new_code, parse_code, read_tag, thread_id
 
 SECRET = b"receipt-test-secret-0123456789abcdef"
@@ -33,7 +34,7 @@ CHI_SQUARE_LIMIT = 45.0
 
 def test_format_is_four_groups_of_four_digits() -> None:
     for _ in range(200):
-        code = new_code(tips.RECEIPT_TAGS["drugs"], SECRET)
+        code = new_code(RECEIPT_TAGS["drugs"], SECRET)
         assert CODE_FORMAT.match(code), code
         assert parse_code(code) == code
     assert format_code("4821093755129634") == "4821 0937 5512 9634"
@@ -120,8 +121,8 @@ def test_randomness_comes_from_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
         return 12345678901234 % upper
 
     monkeypatch.setattr(secrets, "randbelow", fixed)
-    first = new_code(tips.RECEIPT_TAGS["weapons"], SECRET)
-    second = new_code(tips.RECEIPT_TAGS["weapons"], SECRET)
+    first = new_code(RECEIPT_TAGS["weapons"], SECRET)
+    second = new_code(RECEIPT_TAGS["weapons"], SECRET)
     assert first == second
     assert first.replace(" ", "").startswith("12345678901234")
     assert calls == [10**14, 10**14]
@@ -138,7 +139,7 @@ def test_randomness_comes_from_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_codes_look_uniformly_random() -> None:
     """A sanity check, not a proof: no repeats, and each random digit position is flat."""
     count = 4000
-    codes = [new_code(tips.RECEIPT_TAGS["drugs"], SECRET).replace(" ", "") for _ in range(count)]
+    codes = [new_code(RECEIPT_TAGS["drugs"], SECRET).replace(" ", "") for _ in range(count)]
     assert len(set(codes)) == count
     for position in range(14):
         column = Counter(code[position] for code in codes)
@@ -149,26 +150,26 @@ def test_the_tag_digit_gives_the_category_away_to_nobody_without_the_key() -> No
     """For one category, the 15th digit is flat: a code found in someone's notes does not say what was reported."""
     count = 4000
     for category in ("drugs", "trafficking"):
-        column = Counter(new_code(tips.RECEIPT_TAGS[category], SECRET).replace(" ", "")[14] for _ in range(count))
+        column = Counter(new_code(RECEIPT_TAGS[category], SECRET).replace(" ", "")[14] for _ in range(count))
         assert _chi_square(column, count) < CHI_SQUARE_LIMIT, (category, column)
 
 
 def test_the_tag_reads_back_with_the_key() -> None:
-    for category, tag in tips.RECEIPT_TAGS.items():
+    for category, tag in RECEIPT_TAGS.items():
         for _ in range(20):
             code = new_code(tag, SECRET)
             assert read_tag(code, SECRET) == tag
-            assert tips.category_for_tag(read_tag(code, SECRET)) == category
+            assert category_for_tag(read_tag(code, SECRET)) == category
     # Under another key the digit means nothing: across many codes it reads as every value.
     read_elsewhere = {read_tag(new_code(1, SECRET), OTHER_SECRET) for _ in range(300)}
     assert read_elsewhere == set(range(10))
 
 
 def test_category_tags_are_distinct_digits_for_every_category() -> None:
-    assert set(tips.RECEIPT_TAGS) == set(tips.CATEGORIES)
-    assert len(set(tips.RECEIPT_TAGS.values())) == len(tips.RECEIPT_TAGS)
-    assert all(0 <= tag <= 9 for tag in tips.RECEIPT_TAGS.values())
-    assert tips.category_for_tag(9) is None
+    assert set(RECEIPT_TAGS) == set(CATEGORIES)
+    assert len(set(RECEIPT_TAGS.values())) == len(RECEIPT_TAGS)
+    assert all(0 <= tag <= 9 for tag in RECEIPT_TAGS.values())
+    assert category_for_tag(9) is None
 
 
 @pytest.mark.parametrize(("tag", "secret"), [(10, SECRET), (-1, SECRET), (1, b"")])
@@ -222,11 +223,11 @@ def _in_a_new_process(code: str, secret: str) -> tuple[str, int]:
 
 def test_thread_id_and_tag_are_stable_across_processes_and_restarts() -> None:
     key = SECRET.decode()
-    code = new_code(tips.RECEIPT_TAGS["smuggling"], SECRET)
+    code = new_code(RECEIPT_TAGS["smuggling"], SECRET)
     here = thread_id(code, SECRET, "example.vn")
     first_run = _in_a_new_process(code, key)
     restarted = _in_a_new_process(code, key)
-    assert first_run == restarted == (here, tips.RECEIPT_TAGS["smuggling"])
+    assert first_run == restarted == (here, RECEIPT_TAGS["smuggling"])
     rotated_id, _ = _in_a_new_process(code, OTHER_SECRET.decode())
     assert rotated_id != here
 

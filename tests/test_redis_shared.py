@@ -14,10 +14,11 @@ import httpx2
 import pytest
 import redis
 
-from app.guard import HONEYPOT_FIELD, PREFIX, TOKEN_FIELD
+from app.guard import HONEYPOT_FIELD, TOKEN_FIELD
+from app.guard.store import PREFIX
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import SECRET, require, wait_until_responds
+from tests.helpers import SECRET, require, wait_until_responds
 from tests.mailsink import Sink, free_port
 from tests.test_flood import DISTINCTIVE, assert_no_address, submit
 from tests.test_guard import TIP, Clock, receipt_of, token_of

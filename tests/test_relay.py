@@ -20,10 +20,11 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from app import tips
-from app.main import create_app
+from app.main import build_site, create_app
+from app.routes import Site
 from app.settings import Settings
 from tests import media
-from tests.conftest import form_fields
+from tests.helpers import form_fields
 from tests.mailsink import Sink
 
 WHAT = "Có người lạ bán ma túy ở chợ phiên, ảnh và ghi âm kèm theo."
@@ -39,9 +40,13 @@ Files = list[tuple[str, tuple[str, bytes, str]]]
 
 
 @contextmanager
-def app_client(sink: Sink, make_settings: Callable[..., Settings], **overrides: Any) -> Iterator[TestClient]:
-    with TestClient(create_app(make_settings(sink, **overrides))) as test_client:
-        yield test_client
+def app_client(
+    sink: Sink, make_settings: Callable[..., Settings], **overrides: Any
+) -> Iterator[tuple[TestClient, Site]]:
+    """A client of the app with `overrides`, and what it serves (to look at the upload budget)."""
+    site = build_site(make_settings(sink, **overrides))
+    with TestClient(create_app(site.settings, site=site)) as test_client:
+        yield test_client, site
 
 
 def send(client: TestClient, files: Files, **fields: str) -> Response:
@@ -64,14 +69,6 @@ def noisy_jpeg() -> bytes:
     out = io.BytesIO()
     Image.effect_noise((400, 300), 80).convert("RGB").save(out, "JPEG", quality=95)
     return out.getvalue()
-
-
-def budget_of(client: TestClient) -> Any:
-    """The upload memory budget inside the middleware stack (the FastAPI app keeps it in `state`)."""
-    layer: Any = client.app
-    while not hasattr(layer, "state"):
-        layer = layer.app
-    return layer.state.budget
 
 
 def test_files_arrive_cleaned_named_by_kind_and_shown_inline(client: TestClient, sink: Sink) -> None:
@@ -191,7 +188,7 @@ def test_a_text_problem_asks_for_the_files_again(client: TestClient, sink: Sink)
 
 
 def test_too_many_files_are_refused_with_the_text_kept(sink: Sink, make_settings: Callable[..., Settings]) -> None:
-    with app_client(sink, make_settings, max_files=2) as client:
+    with app_client(sink, make_settings, max_files=2) as (client, _site):
         files: Files = [("photo", (f"{n}.jpg", media.jpeg(), "image/jpeg")) for n in range(2)]
         page = given_back(send(client, [*files, ("voice", ("v.m4a", media.m4a(), "audio/mp4"))]), 422)
     assert '<p class="error" id="voice-error">Tệp 3: Quá nhiều tệp: tối đa 2 tệp.' in page
@@ -200,7 +197,7 @@ def test_too_many_files_are_refused_with_the_text_kept(sink: Sink, make_settings
 
 def test_too_many_bytes_are_refused_with_the_text_kept(sink: Sink, make_settings: Callable[..., Settings]) -> None:
     photo = media.jpeg((400, 300))
-    with app_client(sink, make_settings, max_upload_bytes=len(photo) + 100) as client:
+    with app_client(sink, make_settings, max_upload_bytes=len(photo) + 100) as (client, _site):
         files: Files = [("photo", ("a.jpg", photo, "image/jpeg")), ("photo", ("b.jpg", photo, "image/jpeg"))]
         page = given_back(send(client, files), 422)
     assert "Tệp 2: Các tệp quá lớn: tổng cộng tối đa 1 MB." in page  # the limit, rounded to whole megabytes
@@ -223,30 +220,30 @@ def test_past_the_upload_memory_budget_the_sender_is_told_busy_with_the_text_kep
     sink: Sink, make_settings: Callable[..., Settings]
 ) -> None:
     big = b"\xff\xd8\xff" + bytes(300_000)  # past the 64 KiB every request has of its own
-    with app_client(sink, make_settings, upload_memory_bytes=1000) as client:
+    with app_client(sink, make_settings, upload_memory_bytes=1000) as (client, site):
         page = given_back(send(client, [("photo", ("a.jpg", big, "image/jpeg"))], where="Bản Nậm Chim"), 503)
         assert "Lúc này có quá nhiều tệp đang được gửi. Tin của bạn chưa được gửi: hãy chờ vài phút" in page
         assert 'value="Bản Nậm Chim"' in page
-        assert budget_of(client).used == 0
+        assert site.budget.used == 0
         # A text tip never waits on the budget, and a small photo fits in the request's own allowance.
         assert send(client, [("photo", ("a.jpg", media.jpeg(), "image/jpeg"))]).status_code == 200
-        assert budget_of(client).used == 0
+        assert site.budget.used == 0
     assert len(sink.handler.messages) == 1
 
 
 def test_the_budget_is_given_back_after_every_outcome(sink: Sink, make_settings: Callable[..., Settings]) -> None:
-    with app_client(sink, make_settings, upload_memory_bytes=10_000_000) as client:
+    with app_client(sink, make_settings, upload_memory_bytes=10_000_000) as (client, site):
         photo = noisy_jpeg()
         assert len(photo) > 64 * 1024
         for files in ([("photo", ("a.jpg", photo, "image/jpeg"))], [("photo", ("a.jpg", HTML + photo, "image/jpeg"))]):
             send(client, files)
-            assert budget_of(client).used == 0
+            assert site.budget.used == 0
     assert len(sink.handler.messages) == 1
 
 
 def test_text_after_the_dropped_files_is_still_read(sink: Sink, make_settings: Callable[..., Settings]) -> None:
     # As a browser sends the form: the file inputs come before "where" and "contact".
-    with app_client(sink, make_settings, upload_memory_bytes=1000) as client:
+    with app_client(sink, make_settings, upload_memory_bytes=1000) as (client, site):
         fields = {**form_fields(client), "category": "drugs", "what": WHAT}
         parts = [(name, None, value.encode()) for name, value in fields.items()]
         parts += [("photo", "a.jpg", noisy_jpeg()), ("photo", "b.jpg", noisy_jpeg()), ("voice", "", b"")]
@@ -259,11 +256,11 @@ def test_text_after_the_dropped_files_is_still_read(sink: Sink, make_settings: C
         ) + b"--B--\r\n"  # fmt: skip
         page = given_back(client.post("/", content=body, headers=MULTIPART_B), 503)
         assert 'value="Bến đò Nậm Chim"' in page and 'value="Zalo 0912"' in page
-        assert budget_of(client).used == 0
+        assert site.budget.used == 0
     assert sink.handler.messages == []
 
 
-def test_a_body_without_its_length_gets_its_allowance_only(client: TestClient, sink: Sink) -> None:
+def test_a_body_without_its_length_gets_its_allowance_only(client: TestClient, site: Site, sink: Sink) -> None:
     # Browsers always declare a form's length: a stream of unknown length is cut off past the request's allowance.
     fields = {**form_fields(client), "category": "drugs", "what": WHAT}
     head = b"".join(
@@ -277,20 +274,20 @@ def test_a_body_without_its_length_gets_its_allowance_only(client: TestClient, s
 
     response = client.post("/", content=body(), headers=MULTIPART_B)
     assert response.status_code == 413 and "Gửi quá nhiều một lúc" in response.text
-    assert budget_of(client).used == 0 and sink.handler.messages == []
+    assert site.budget.used == 0 and sink.handler.messages == []
 
 
 def test_a_form_given_back_for_another_reason_asks_for_the_files_again(
     sink: Sink, make_settings: Callable[..., Settings]
 ) -> None:
     photo: Files = [("photo", ("a.jpg", media.jpeg(), "image/jpeg"))]
-    with app_client(sink, make_settings, post_rate="1/hour") as client:
+    with app_client(sink, make_settings, post_rate="1/hour") as (client, _):
         assert send(client, photo, what="Tin thứ nhất.").status_code == 200
         limited = send(client, photo)  # the post's limit: 429, the text kept
         assert limited.status_code == 429 and WHAT in limited.text
         assert "hãy chờ một lúc rồi bấm Gửi lại. Các tệp chưa được gửi: hãy chọn lại." in limited.text
     sink.handler.reply = "554 5.7.1 refused"
-    with app_client(sink, make_settings) as client:
+    with app_client(sink, make_settings) as (client, _site):
         failed = send(client, photo)  # the mail server said no: 503, the text kept
         assert failed.status_code == 503 and "Chưa gửi được. Hãy bấm Gửi lại. Các tệp chưa được gửi" in failed.text
         assert send(client, []).status_code == 503

@@ -1,4 +1,4 @@
-"""The form's addresses, served past FastAPI's layers: every method and every failure still gets a proper answer."""
+"""The form's addresses, plain routes of the one router: every method and every failure still gets a proper answer."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.conftest import hidden_fields, wait_until_responds
+from tests.helpers import hidden_fields, wait_until_responds
 from tests.mailsink import free_port
 
 pytestmark = pytest.mark.e2e

@@ -123,3 +123,32 @@ def test_cli_prints_one_clear_line_and_fails(tmp_path: Path) -> None:
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "TIPBOX_SECRET_KEY" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[posts.ncs]\nname='x'\nmailbx='a@b.vn'\n", "TIPBOX_POSTS_FILE: [posts.ncs]: unknown key 'mailbx'"),
+        ("[posts.ncs]\nname='x'\nmailbox='a@b.vn'\nofficer='c@d.vn'\n", "[posts.ncs]: unknown key 'officer'"),
+        ("title='x'\n[posts.ncs]\nname='x'\nmailbox='a@b.vn'\n", "TIPBOX_POSTS_FILE: 'title': unknown key"),
+        ("[posts.ncs]\nname='x'\n", "[posts.ncs]: 'mailbox' is required"),
+        ("[posts.ncs]\nname='x'\nmailbox='a@b.vn'\nlanguages=[]\n", "[posts.ncs]: 'languages'"),
+        ("[posts.apc]\nname='x'\nmailbox='a@b.vn'\n[posts.ncs]\nname='y'\nmailbox='nguyễn@b.vn'\n",
+         "[posts.ncs] mailbox: 'nguyễn@b.vn' has letters outside ASCII before the @"),
+    ],
+)
+def test_a_posts_file_mistake_is_one_line_naming_the_post_and_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(**{**PROD, "mailbox": None, "posts_file": _posts_file(tmp_path, text)})
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_an_internationalised_domain_is_idna_encoded_everywhere(tmp_path: Path) -> None:
+    # The expected forms are what the `idna` package (IDNA 2008, UTS 46) gives for these names.
+    posts = _posts_file(tmp_path, "[posts.ncs]\nname='Na Cô Sa'\nmailbox='nacosa@bộđội.vn'\n")
+    settings = load_settings(**{**PROD, "mailbox": None, "posts_file": posts, "mail_from": "tipbox@hòm.vn"})
+    assert settings.load_posts()["ncs"].mailbox == "nacosa@xn--bi-qma9061aba.vn"
+    assert settings.sender == "tipbox@xn--hm-2ja.vn"
+    assert load_settings(**{**PROD, "mailbox": "Post@Hòm.VN"}).mailbox == "Post@xn--hm-2ja.vn"
+    with pytest.raises(ConfigError, match=r"^TIPBOX_MAILBOX: 'bộ@b.vn' has letters outside ASCII"):
+        load_settings(**{**PROD, "mailbox": "bộ@b.vn"})

@@ -10,11 +10,9 @@ from datetime import UTC, datetime
 import pytest
 
 from app import receipts, sizes
-from app.attachments import Attachment
 from app.forms import DISCARD_FACTOR
-from app.mail import Composer
+from app.mail import Attachment, Composer, Tip
 from app.settings import Settings, load_settings
-from app.tips import Tip
 
 WIDE = "𠜎"  # four bytes in UTF-8, twelve in quoted-printable
 
@@ -42,7 +40,7 @@ def _worst_email(settings: Settings, *, follow_up: bool) -> bytes:
         size = total // files + (total % files if index == 0 else 0)
         kind, name, content_type = (("photo", "jpg", "image/jpeg") if index % 2 == 0 else ("voice", "m4a", "audio/mp4"))
         attachments.append(Attachment(kind, index + 1, f"{kind}-{index + 1}.{name}", content_type, os.urandom(size)))
-    return Composer(settings.sender, settings.secret).compose_wire(tip, attachments).data
+    return Composer(settings.sender, settings.secret).compose(tip, attachments).data
 
 
 @pytest.mark.parametrize(
@@ -69,7 +67,7 @@ def test_base64_bytes_are_what_the_email_holds() -> None:
         part = Attachment("voice", 1, "voice-1.m4a", "audio/mp4", data)
         post = next(iter(settings.load_posts().values()))
         tip = Tip(post, "drugs", "x", "", "", "", "vi", datetime.now(UTC), receipts.new_code(1, settings.secret))
-        raw = Composer(settings.sender, settings.secret).compose_wire(tip, [part]).data
+        raw = Composer(settings.sender, settings.secret).compose(tip, [part]).data
         start = raw.index(b"\r\n\r\n", raw.index(b'filename="voice-1.m4a"')) + 4
         end = raw.index(b"--=_", start)
         assert end - start == sizes.base64_bytes(size) + 2  # the part's lines, and the CRLF before its boundary

@@ -1,6 +1,6 @@
 from starlette.testclient import TestClient
 
-from tests.conftest import post_tip
+from tests.helpers import post_tip
 from tests.mailsink import Sink
 
 

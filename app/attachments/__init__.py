@@ -21,8 +21,9 @@ import anyio.to_thread
 
 from app.attachments import _common, mp3, mp4, ogg, webm
 from app.attachments._common import JPEG_QUALITY, MAX_PIXELS, MAX_SIDE, TooManyPixels
-from app.attachments.formats import FORMATS, Kind, sniff
+from app.attachments.formats import FORMATS, sniff
 from app.i18n import N_
+from app.mail import Attachment, Kind
 
 __all__ = [
     "FORMATS",
@@ -38,7 +39,6 @@ __all__ = [
     "Attachment",
     "AttachmentError",
     "Cleaner",
-    "Kind",
     "Upload",
     "check",
     "clean",
@@ -82,17 +82,6 @@ class Upload:
     kept."""
 
     field: str
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Attachment:
-    """A cleaned file, safe to forward: named by its kind and position, never by the phone's name."""
-
-    kind: Kind
-    index: int
-    filename: str
-    content_type: str
     data: bytes
 
 
@@ -153,8 +142,13 @@ def clean(
     return attachments
 
 
+def megabytes(size: int) -> int:
+    """A limit in whole megabytes as the sender reads it ("at most 20 MB"): never 0."""
+    return max(1, round(size / 1_000_000))
+
+
 def _too_large(max_bytes: int) -> dict[str, int]:
-    return {"max": max(1, round(max_bytes / 1_000_000))}
+    return {"max": megabytes(max_bytes)}
 
 
 def _clean_one(position: int, detected: str, data: bytes, *, max_pixels: int, max_side: int) -> bytes:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from app.attachments import mp3, ogg, webm
-
-Kind = Literal["photo", "voice"]
+from app.mail import Kind
 
 # Detected type → (kind, extension, content type). Every photo leaves as a JPEG.
 FORMATS: dict[str, tuple[Kind, str, str]] = {
