@@ -21,12 +21,17 @@ RETRY_DELAY_SECONDS = 0.5
 
 
 class DeliveryError(Exception):
-    """The SMTP server did not accept the message; `reason` is safe to log (no content, no recipient)."""
+    """The SMTP server did not accept the message; `reason` is safe to log (no content, no recipient).
 
-    def __init__(self, reason: str, *, transient: bool) -> None:
+    `transient`: trying again may work (4xx, a timeout, a dropped connection). `too_large`: refused for good for
+    its size (552, or the enhanced codes 5.3.4 and 5.2.3), so the same message will never go.
+    """
+
+    def __init__(self, reason: str, *, transient: bool, too_large: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.transient = transient
+        self.too_large = too_large
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +177,11 @@ def _delivery_error(exc: BaseException) -> DeliveryError:
         codes = sorted({r.code for r in exc.recipients})
         return DeliveryError(f"recipient refused ({codes})", transient=all(400 <= c < 500 for c in codes))
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return DeliveryError(f"server answered {exc.code}", transient=400 <= exc.code < 500)
+        # 552 is also "mailbox full" (5.2.2): that is no reason to send fewer files.
+        status = exc.message.strip()[:5]
+        too_large = status in ("5.3.4", "5.2.3") or (exc.code == 552 and status != "5.2.2")
+        reason = f"server answered {exc.code}" + (" (message too large)" if too_large else "")
+        return DeliveryError(reason, transient=400 <= exc.code < 500, too_large=too_large)
     if isinstance(exc, aiosmtplib.SMTPTimeoutError):
         return DeliveryError("server did not answer in time", transient=True)
     if isinstance(exc, aiosmtplib.SMTPNotSupported):

@@ -16,12 +16,13 @@ from starlette.types import ASGIApp
 from app import logs, rendering
 from app.attachments import Cleaner
 from app.budget import MemoryBudget
+from app.categories import CATEGORIES
 from app.compression import Compression
 from app.delivery import Mailer, SmtpServer
 from app.guard import Guard
 from app.mail import Composer
 from app.pages import Pages
-from app.privacy import PrivacyMiddleware, SourceKeys, content_security_policy
+from app.privacy import PrivacyMiddleware, SourceKeys, TrustedProxies, content_security_policy
 from app.relay import Relay
 from app.routes import Site, add_form_routes, build_router
 from app.settings import Settings, load_settings
@@ -60,9 +61,15 @@ def build_site(settings: Settings, clock: Callable[[], float] = time.time) -> Si
     cleaner = Cleaner(max_files=settings.max_files, max_bytes=settings.max_upload_bytes)
     server = smtp_server(settings)
     composer = Composer(settings.sender, settings.secret, settings.locales_dir)
+    posts = settings.load_posts()
+    metrics = None
+    if settings.metrics_bind is not None:  # prometheus-client loads only when metrics are served
+        from app.metrics import Metrics
+
+        metrics = Metrics(posts, CATEGORIES)
     relay = Relay(
         composer, Mailer(server) if server else None, max_text_chars=settings.max_text_chars, guard=guard,
-        cleaner=cleaner,
+        cleaner=cleaner, metrics=metrics,
     )
     pages = Pages(
         dev_mode=settings.dev_mode, locales_dir=settings.locales_dir, min_fill_seconds=settings.min_fill_seconds,
@@ -70,7 +77,9 @@ def build_site(settings: Settings, clock: Callable[[], float] = time.time) -> Si
     )
     # Uploads are held in memory, never on disk: all requests together hold at most this much (app/budget.py).
     budget = MemoryBudget(settings.upload_memory_bytes)
-    return Site(settings=settings, posts=settings.load_posts(), pages=pages, relay=relay, guard=guard, budget=budget)
+    if metrics is not None:
+        metrics.watch_budget(budget)
+    return Site(settings=settings, posts=posts, pages=pages, relay=relay, guard=guard, budget=budget)
 
 
 def create_app(
@@ -95,9 +104,13 @@ def create_app(
             port = await mailbox.start()
             relay.mailer = Mailer(SmtpServer("127.0.0.1", port, "none", timeout=settings.smtp_timeout))
             logger.warning("development run: tips go to the dev mailbox in %s", settings.dev_mailbox)
+        # Metrics on an address of their own, never the public port (a thread; it writes no log).
+        stop_metrics = relay.metrics.serve(*settings.metrics_bind) if relay.metrics and settings.metrics_bind else None
         try:
             yield
         finally:
+            if stop_metrics is not None:
+                stop_metrics()
             if mailbox is not None:
                 await mailbox.stop()
                 relay.mailer = None
@@ -125,4 +138,6 @@ def create_app(
     # Compression inside the privacy layer: it sees only allowlisted headers (accept-encoding is one); the fresh form
     # and the success page come compressed already (app/pagecache.py) and pass through. Privacy outermost, around
     # FastAPI's own last-resort 500 page too: no layer sees the address, every answer gets the security headers.
-    return PrivacyMiddleware(Compression(app), csp=csp, sources=SourceKeys(clock))
+    # Behind a reverse proxy (TIPBOX_TRUSTED_PROXIES) the source key is made from the address it forwarded.
+    trusted = TrustedProxies(settings.trusted_proxies)
+    return PrivacyMiddleware(Compression(app), csp=csp, sources=SourceKeys(clock), trusted=trusted)

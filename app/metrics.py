@@ -9,7 +9,6 @@ small HTTP server in a thread, which writes no log.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -34,25 +33,6 @@ _SMTP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 4
 class _Budget(Protocol):
     used: int
     limit: int
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsAddress:
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, value: str) -> MetricsAddress:
-        """`9108` (loopback), `127.0.0.1:9108`, `[::1]:9108` or `0.0.0.0:9108` (every interface, on purpose)."""
-        text = value.strip()
-        host, port = "127.0.0.1", text
-        if text.startswith("["):
-            host, _, port = text[1:].partition("]:")
-        elif ":" in text:
-            host, _, port = text.rpartition(":")
-        if not port.isdigit() or not 0 < int(port) < 65536 or not host:
-            raise ValueError(f"{value!r} is not PORT or HOST:PORT")
-        return cls(host, int(port))
 
 
 class Metrics:
@@ -109,9 +89,9 @@ class Metrics:
         self.upload_memory.set_function(lambda: budget.used)
         self.upload_memory_limit.set(budget.limit)
 
-    def serve(self, address: MetricsAddress) -> Callable[[], None]:
-        """Serve the registry on `address` in a thread; returns the function that stops it."""
-        server, thread = start_http_server(address.port, address.host, registry=self.registry)
+    def serve(self, host: str, port: int) -> Callable[[], None]:
+        """Serve the registry on `host`:`port` in a thread (TIPBOX_METRICS_ADDRESS); returns what stops it."""
+        server, thread = start_http_server(port, host, registry=self.registry)
 
         def stop() -> None:
             server.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 import ssl
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import limits
 from pydantic import (
@@ -25,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import ErrorDetails
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app import i18n
 
@@ -33,6 +34,7 @@ _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 _PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "dev", "development", "tipbox", "xxx"}
 _MIN_SECRET_CHARS = 32
 DEMO_SLUG = "demo"
+SINGLE_POST = ("post", "Đồn Biên phòng")  # the slug and name of a post set with TIPBOX_MAILBOX alone
 
 
 class ConfigError(Exception):
@@ -105,13 +107,31 @@ class Settings(BaseSettings):
     post_rate: str = "30/hour"
     source_rate: str | None = "10/hour"
     limits_storage: str = "memory://"
+    # Deployment (docs/deploy.md): the proxies whose X-Forwarded-For is believed, the metrics' address, and the
+    # name and address of a single post set with TIPBOX_MAILBOX.
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+    metrics_address: str | None = None
+    post_name: str | None = None
+    post_slug: str | None = None
 
     @field_validator(
-        "smtp_host", "smtp_username", "mail_from", "mailbox", "public_url", "source_rate", mode="before"
+        "smtp_host", "smtp_username", "mail_from", "mailbox", "public_url", "source_rate", "metrics_address",
+        "post_name", "post_slug", mode="before"
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        items = value.replace(",", " ").split() if isinstance(value, str) else value  # "127.0.0.1, 10.0.0.0/8"
+        for item in items if isinstance(items, list | tuple) else ():
+            try:
+                ipaddress.ip_network(str(item), strict=False)
+            except ValueError:
+                raise ConfigError(f"TIPBOX_TRUSTED_PROXIES: {item!r} is not an address or network") from None
+        return tuple(items) if isinstance(items, list) else items
 
     @field_validator("mail_from", "mailbox", mode="after")
     @classmethod
@@ -144,7 +164,32 @@ class Settings(BaseSettings):
             )
         if self.smtp_username is not None and self.smtp_password is None:
             raise ConfigError("TIPBOX_SMTP_PASSWORD: required when TIPBOX_SMTP_USERNAME is set")
+        self._check_single_post()
+        self.metrics_bind  # noqa: B018 - parsed now: a bad value stops start-up with one line
         return self
+
+    def _check_single_post(self) -> None:
+        """A posts file names every post; TIPBOX_MAILBOX (with TIPBOX_POST_NAME, TIPBOX_POST_SLUG) the only one. Not
+        both: one of them would be silently ignored."""
+        for name in ("mailbox", "post_name", "post_slug"):
+            if self.posts_file is not None and getattr(self, name) is not None:
+                raise ConfigError(f"TIPBOX_{name.upper()}: set either TIPBOX_POSTS_FILE (several posts) or "
+                                  "TIPBOX_MAILBOX with TIPBOX_POST_NAME and TIPBOX_POST_SLUG (one post), not both")
+        if self.post_slug is not None and not _SLUG.match(self.post_slug):
+            raise ConfigError(f"TIPBOX_POST_SLUG: {self.post_slug!r} must be 1-32 lowercase letters, digits or '-'")
+        if self.post_name is not None and not one_line(self.post_name):
+            raise ConfigError("TIPBOX_POST_NAME: must be one line of text")
+
+    @property
+    def metrics_bind(self) -> tuple[str, int] | None:
+        """Where metrics are served, from TIPBOX_METRICS_ADDRESS (`9108` is loopback), or None: not served."""
+        if self.metrics_address is None:
+            return None
+        host, _, port = self.metrics_address.strip().rpartition(":")
+        host = host.strip("[]") if host else "127.0.0.1"
+        if not port.isdigit() or not 0 < int(port) < 65536 or not host:
+            raise ConfigError(f"TIPBOX_METRICS_ADDRESS: {self.metrics_address!r} is not PORT or HOST:PORT")
+        return host, int(port)
 
     @property
     def dev_mode(self) -> bool:
@@ -184,17 +229,23 @@ class Settings(BaseSettings):
         posts: dict[str, Post] = {}
         if self.posts_file is not None:
             posts = _read_posts_file(self.posts_file, languages)
-        if self.mailbox is not None and not posts:
-            posts = {"post": Post("post", "Đồn Biên phòng", self.mailbox, ("vi", "hmn"))}
+        if self.mailbox is not None:
+            slug, name = self.post_slug or SINGLE_POST[0], (self.post_name or SINGLE_POST[1]).strip()
+            posts = {slug: Post(slug, name, self.mailbox, ("vi", "hmn"))}
         if not posts and self.dev_mode:
-            demo = Post(DEMO_SLUG, "Đồn Biên phòng (thử nghiệm)", "officer@tipbox.invalid", ("vi", "hmn"))
-            posts = {DEMO_SLUG: demo}
+            slug, name = self.post_slug or DEMO_SLUG, (self.post_name or "Đồn Biên phòng (thử nghiệm)").strip()
+            posts = {slug: Post(slug, name, "officer@tipbox.invalid", ("vi", "hmn"))}
         if not posts:
             raise ConfigError("TIPBOX_POSTS_FILE: no post configured")
         return posts
 
 
 _DEV_SECRET = secrets.token_bytes(32)
+
+
+def one_line(name: str) -> bool:
+    """A post's name goes into the Subject header: one line, no control or separator characters."""
+    return bool(name.strip()) and not any(unicodedata.category(c)[0] in "CZ" and c != " " for c in name)
 
 
 def _check_rate(value: str, setting: str) -> None:
@@ -223,8 +274,7 @@ class _PostEntry(BaseModel):
     @field_validator("name")
     @classmethod
     def _one_line(cls, name: str) -> str:
-        # It goes into the Subject header: one line, no control or separator characters.
-        if not name.strip() or any(unicodedata.category(c)[0] in "CZ" and c != " " for c in name):
+        if not one_line(name):
             raise ValueError("must be one line of text")
         return name.strip()
 

@@ -286,9 +286,9 @@ def test_a_form_given_back_for_another_reason_asks_for_the_files_again(
         limited = send(client, photo)  # the post's limit: 429, the text kept
         assert limited.status_code == 429 and WHAT in limited.text
         assert "hãy chờ một lúc rồi bấm Gửi lại. Các tệp chưa được gửi: hãy chọn lại." in limited.text
-    sink.handler.reply = "554 5.7.1 refused"
+    sink.handler.reply = "451 4.3.0 try later"
     with app_client(sink, make_settings) as (client, _site):
-        failed = send(client, photo)  # the mail server said no: 503, the text kept
+        failed = send(client, photo)  # the mail server said not now: 503, the text kept
         assert failed.status_code == 503 and "Chưa gửi được. Hãy bấm Gửi lại. Các tệp chưa được gửi" in failed.text
         assert send(client, []).status_code == 503
         assert "Các tệp chưa được gửi" not in send(client, []).text  # no files, nothing to choose again
