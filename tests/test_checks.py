@@ -146,3 +146,20 @@ def test_a_refused_test_email_is_one_line(
         f"tipbox: TIPBOX_SMTP_HOST: 127.0.0.1:{sink.port} (none): test email to post@example.vn (post post): "
         "server answered 550"
     ]
+
+
+def test_a_posts_file_mistake_or_a_second_way_of_naming_posts_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sink: Sink, tmp_path: Path
+) -> None:
+    posts = tmp_path / "posts.toml"
+    posts.write_text(POSTS.replace('mailbox = "nacosa@example.vn"', 'mailbx = "nacosa@example.vn"'), encoding="utf-8")
+    _configure(monkeypatch, sink, POSTS_FILE=str(posts))
+    monkeypatch.delenv("TIPBOX_MAILBOX")
+    assert cli.main(["check"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("tipbox: configuration error: TIPBOX_POSTS_FILE: [posts.ncs]: unknown key 'mailbx'")
+    posts.write_text(POSTS, encoding="utf-8")
+    monkeypatch.setenv("TIPBOX_MAILBOX", "post@example.vn")  # silently ignored before: now refused
+    assert cli.main(["check"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("tipbox: configuration error: TIPBOX_MAILBOX: set either TIPBOX_POSTS_FILE")
