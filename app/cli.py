@@ -1,4 +1,5 @@
-"""The `tipbox` command: `serve` the form, `check` the configuration, print a `poster`, write the `proxy-pages`."""
+"""The `tipbox` command: `serve` the form, `check` the configuration, print a `poster`, print mail `filters`, write
+the `proxy-pages`."""
 
 from __future__ import annotations
 
@@ -133,6 +134,23 @@ def _poster(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _filters(args: argparse.Namespace, settings: Settings) -> int:
+    from app import filters
+
+    posts = settings.load_posts()
+    if args.post is not None and args.post not in posts:
+        print(f"tipbox: filters: no post {args.post!r} (posts: {', '.join(posts)})", file=sys.stderr)
+        return 1
+    rules = filters.sorting(settings.sender, posts.get(args.post or ""), settings.locales_dir)
+    text = filters.render(args.format, rules, folder_base=args.folder_base)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.write_text(text, encoding="utf-8")
+        print(args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tipbox", description="Anonymous tip box for border-guard posts.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -164,6 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     poster.add_argument("--png", action="store_true", help="also write a PNG preview beside the PDF (pdftoppm)")
     poster.add_argument("--font", type=Path, metavar="TTF", help="a TrueType font to use instead of the default")
     poster.set_defaults(run=_poster)
+    sort = commands.add_parser("filters", help="print mail filters that sort tips into one folder per category")
+    sort.add_argument("--format", choices=["gmail", "sieve", "thunderbird"], required=True)
+    sort.add_argument("--post", metavar="SLUG", help="only this post's tips (default: every post's)")
+    sort.add_argument(
+        "--folder-base", metavar="URI", default="mailbox://nobody@Local%20Folders",
+        help="thunderbird: the folder URI the folders are in (default: Local Folders)",
+    )
+    sort.add_argument("--out", type=Path, metavar="FILE", help="write to FILE instead of standard output")
+    sort.set_defaults(run=_filters)
     return parser
 
 

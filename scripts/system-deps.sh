@@ -18,6 +18,7 @@ declare -A NEED=(
   [nft]=nftables
   [docker-compose]=docker-compose
   [ip]=iproute2
+  [sievec]=dovecot-sieve
 )
 FONTS=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
@@ -26,6 +27,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 missing=()
 for cmd in "${!NEED[@]}"; do have "$cmd" || missing+=("${NEED[$cmd]}"); done
 [ -f "$FONTS" ] || missing+=(fonts-dejavu-core)
+[ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)  # Dovecot's LMTP server (Sieve filter tests)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
