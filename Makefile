@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml
 app/locales/%/LC_MESSAGES/messages.mo: app/locales/%/LC_MESSAGES/messages.po $(STAMP)
 	$(BIN)/pybabel compile --use-fuzzy --domain messages --input-file $< --output-file $@ --statistics
 
+# The development secret is kept in ./mailbox, so receipt codes still open their answers after a restart.
 run: $(STAMP) $(COMPILED)
-	$(BIN)/tipbox serve
+	@mkdir -p mailbox && [ -s mailbox/.dev-secret ] || (umask 077 && \
+		$(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(32))' > mailbox/.dev-secret)
+	TIPBOX_SECRET_KEY="$${TIPBOX_SECRET_KEY:-$$(cat mailbox/.dev-secret)}" $(BIN)/tipbox serve
 
 system-deps:
 	scripts/system-deps.sh

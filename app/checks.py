@@ -53,6 +53,8 @@ async def run(settings: Settings, *, send_test: bool = False) -> Report:
         await _check_smtp(settings, server, report, send_test=send_test)
     if settings.limits_storage.startswith(("redis://", "rediss://")):
         await _check_redis(settings.limits_storage, "TIPBOX_LIMITS_STORAGE", report)
+    if settings.answers_on and settings.answers_store_url.startswith(("redis://", "rediss://")):
+        await _check_redis(settings.answers_store_url, "TIPBOX_ANSWERS_STORE", report)
     return report
 
 

@@ -1,5 +1,5 @@
-"""The `tipbox` command: `serve` the form, `check` the configuration, print a `poster`, print mail `filters`, write
-the `proxy-pages`."""
+"""The `tipbox` command: `serve` the form, `check` the configuration, print a `poster` or mail `filters`, take
+an `answer`, write the `proxy-pages`."""
 
 from __future__ import annotations
 
@@ -103,6 +103,11 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
     print(f"configuration {'OK' if report.ok else 'NOT OK'}: {mode}")
     for post in posts.values():
         print(f"  /p/{post.slug}  {post.name}  → {post.mailbox}  [{', '.join(post.languages)}]")
+    if settings.answers_on:
+        collector = f"IMAP {settings.imap_host}:{settings.imap_port}" if settings.imap_host else (
+            "the dev mailbox" if settings.dev_mode else "tipbox answer only"
+        )
+        print(f"answers on: replies to {settings.reply_address} ({collector}), store {settings.answers_store_url}")
     for line in report.lines:
         print(line)
     for problem in report.problems:  # one line each, on stderr, as a configuration error is
@@ -151,6 +156,33 @@ def _filters(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _answer(args: argparse.Namespace, settings: Settings) -> int:
+    """One officer's reply on standard input (a Postfix pipe transport or alias); sysexits codes for the MTA."""
+    import asyncio
+
+    from app.answers.command import EX_TEMPFAIL, answer, read_message
+    from app.answers.service import Answers
+    from app.delivery import Mailer
+    from app.main import smtp_server
+
+    logs.configure(os.environ.get("TIPBOX_LOG_LEVEL", "info"))
+    if not settings.answers_on:
+        print("tipbox: answer: answers are off (set TIPBOX_REPLY_TO)", file=sys.stderr)
+        return EX_TEMPFAIL  # the MTA keeps the reply until answers are configured
+    raw = read_message(sys.stdin.buffer)
+    answers = Answers(settings, settings.load_posts(), slots=2)
+    server = smtp_server(settings)
+    mailer = Mailer(server) if server is not None else None  # a development run has no SMTP server to confirm by
+
+    async def run() -> int:
+        try:
+            return await answer(raw, answers.ingestion, answers.sender(lambda: mailer) if mailer else None)
+        finally:
+            await answers.store.close()
+
+    return asyncio.run(run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tipbox", description="Anonymous tip box for border-guard posts.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -191,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sort.add_argument("--out", type=Path, metavar="FILE", help="write to FILE instead of standard output")
     sort.set_defaults(run=_filters)
+    take = commands.add_parser("answer", help="take one officer's reply from standard input (for the MTA)")
+    take.set_defaults(run=_answer)
     return parser
 
 
@@ -201,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args, settings))
     except ConfigError as exc:
         print(f"tipbox: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return 75 if args.command == "answer" else 2  # EX_TEMPFAIL: the MTA keeps the reply, no bounce
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The embedded development mailbox: an aiosmtpd server on loopback that files each message as an `.eml`.
 
 It runs on the service's own event loop, and tipbox delivers to it through the same SMTP code as to a real
-server, so a development run exercises the real relay.
+server, so a development run exercises the real relay. Mail for the reply address (an officer pressing Reply in a
+mail client pointed at this port) goes to answers' ingestion instead, as `tipbox answer` would take it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,26 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
+# Takes one reply's bytes; returns a sysexits code (75: try again later), as `tipbox answer` does.
+Ingest = Callable[[bytes], Awaitable[int]]
+_TEMPFAIL = 75
+
+
 class _FileHandler:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, answers: tuple[str, Ingest] | None = None) -> None:
         self.folder = folder
+        self.answers = answers
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
+        if self.answers is not None:
+            address, ingest = self.answers
+            recipients = [str(rcpt).lower() for rcpt in envelope.rcpt_tos]
+            if address.lower() in recipients:
+                if await ingest(content) == _TEMPFAIL:
+                    return "451 4.3.0 the answers store is unavailable, try again later"
+                if all(rcpt == address.lower() for rcpt in recipients):
+                    return "250 2.0.0 taken as an answer"
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         path = self.folder / f"{stamp}-{secrets.token_hex(4)}.eml"
         partial = path.with_suffix(".part")
@@ -41,15 +57,16 @@ class _FileHandler:
 class DevMailbox:
     """An SMTP sink on 127.0.0.1 (a free port) writing into `folder`."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, answers: tuple[str, Ingest] | None = None) -> None:
         self.folder = folder
+        self.answers = answers
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> int:
         """Start listening; return the port."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        handler = _FileHandler(self.folder)
+        handler = _FileHandler(self.folder, self.answers)
         loop = asyncio.get_running_loop()
 
         def factory() -> Any:

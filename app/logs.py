@@ -51,7 +51,8 @@ class RedactAddresses(logging.Filter):
 # Libraries that write what they parse into DEBUG records: Pillow's TIFF reader logs every EXIF tag's value
 # (camera model, owner name, GPS...). They never log below INFO, whatever level the service runs at.
 # aiosmtpd's "mail.log" (the dev mailbox) writes a line per SMTP command: noise, and at DEBUG the envelope.
-QUIET_LIBRARIES = {"PIL": logging.INFO, "mail.log": logging.WARNING}
+# imapclient logs every IMAP line at DEBUG, officers' answers included (the answers collector).
+QUIET_LIBRARIES = {"PIL": logging.INFO, "mail.log": logging.WARNING, "imapclient": logging.WARNING}
 
 
 def quiet_libraries() -> None:

@@ -22,6 +22,7 @@ from jinja2.nodes import EvalContext
 from markupsafe import Markup
 
 from app import i18n, mime, receipts, rendering
+from app.answers import threads
 from app.categories import CATEGORIES, category_for_tag
 from app.delivery import Wire
 from app.i18n import N_, VIETNAM_TIME
@@ -75,6 +76,8 @@ class Composer:
     sender: str
     secret: bytes
     locales_dir: Path | None = None
+    # Answers on: officers' replies go here (Reply-To), and each tip's Message-ID carries its code's public key.
+    reply_to: str | None = None
 
     @property
     def domain(self) -> str:
@@ -91,7 +94,7 @@ class Composer:
         first = category_for_tag(receipts.read_tag(tip.follow_up_to, self.secret))
         return (first, True) if first is not None else (tip.category, False)
 
-    def compose(self, tip: Tip, attachments: Sequence[Attachment] = ()) -> Wire:
+    def compose(self, tip: Tip, attachments: Sequence[Attachment] = (), *, answer_key: bytes | None = None) -> Wire:
         """The message for `tip` in its wire form, with its envelope: a plain-text part, an HTML part, the cleaned
         files, and no trace of the sender.
 
@@ -102,10 +105,13 @@ class Composer:
         saved; it is sent once, not also as a separate attachment, which would double its size and show it twice
         in clients that display attachments inline. Voice notes are ordinary attachments (`voice-N.m4a`).
         """
-        return Wire(self.sender, (tip.post.mailbox,), as_bytes(self.draft(tip, attachments)))
+        return Wire(self.sender, (tip.post.mailbox,), as_bytes(self.draft(tip, attachments, answer_key=answer_key)))
 
-    def draft(self, tip: Tip, attachments: Sequence[Attachment] = ()) -> Draft:
-        """Everything the message says, before it is written (`as_bytes`)."""
+    def draft(self, tip: Tip, attachments: Sequence[Attachment] = (), *, answer_key: bytes | None = None) -> Draft:
+        """Everything the message says, before it is written (`as_bytes`).
+
+        `answer_key` (the code's public key, when answers are on) goes into the thread's Message-ID.
+        """
         plain, html = email_templates(self.locales_dir)
         gettext = i18n.translations(i18n.OFFICER_LANGUAGE, self.locales_dir).gettext
         # Photos are shown in the HTML part; a random Content-ID each, so no two emails share one.
@@ -123,6 +129,7 @@ class Composer:
             "code_possible": code_possible,
             "received": received.strftime("%d/%m/%Y %H:%M"),
             "sender_language": f"{i18n.language_name(tip.language, self.locales_dir)} ({tip.language})",
+            "answers_on": answer_key is not None and self.reply_to is not None,
             # One entry per file, each with `kind`, `size` (text) and, for an image shown inline, `cid`.
             "attachments": [
                 {"kind": _kind(attachment, gettext), "size": _size(len(attachment.data)), "cid": cid}
@@ -132,17 +139,20 @@ class Composer:
         # Every header comes from configuration or from tipbox itself; nothing typed by the sender.
         headers = [("From", self.sender), ("To", tip.post.mailbox), ("Date", email.utils.format_datetime(received))]
         subject = f"{SUBJECT_TAG} [{context['report_category']}] {tip.post.name} · {tip.receipt}"
+        if context["answers_on"] and self.reply_to is not None and answer_key is not None:
+            # Officers answer by replying: the thread's id carries the code's public key under a MAC (app.answers).
+            headers.append(("Reply-To", self.reply_to))
+            first = threads.message_id(tip.post.slug, answer_key, self.secret, self.domain)
+            own = threads.message_id(tip.post.slug, answer_key, self.secret, self.domain, follow_up=True)
+        else:
+            first = receipts.thread_id(tip.follow_up_to or tip.receipt, self.secret, self.domain)
+            own = f"<{secrets.token_hex(16)}@{self.domain}>"
         if tip.follow_up_to is None:
-            headers += [("Subject", subject), ("Message-ID", receipts.thread_id(tip.receipt, self.secret, self.domain))]
+            headers += [("Subject", subject), ("Message-ID", first)]
         else:
             # A reply to the first tip, whose Message-ID only the code and the secret key can give.
-            first = receipts.thread_id(tip.follow_up_to, self.secret, self.domain)
-            headers += [
-                ("Subject", f"Re: {subject}"),
-                ("Message-ID", f"<{secrets.token_hex(16)}@{self.domain}>"),
-                ("In-Reply-To", first),
-                ("References", first),
-            ]
+            headers += [("Subject", f"Re: {subject}"), ("Message-ID", own)]
+            headers += [("In-Reply-To", first), ("References", first)]
         headers += [
             ("X-Tipbox-Kind", "follow-up" if tip.follow_up_to else "tip"),
             ("X-Tipbox-Receipt", tip.receipt),

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,6 +15,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from app import logs, rendering
+from app.answers.command import answer
+from app.answers.service import Answers
 from app.attachments import Cleaner
 from app.budget import MemoryBudget
 from app.categories import CATEGORIES
@@ -60,8 +63,10 @@ def build_site(settings: Settings, clock: Callable[[], float] = time.time) -> Si
     guard = Guard(settings, clock)
     cleaner = Cleaner(max_files=settings.max_files, max_bytes=settings.max_upload_bytes)
     server = smtp_server(settings)
-    composer = Composer(settings.sender, settings.secret, settings.locales_dir)
     posts = settings.load_posts()
+    answers = Answers(settings, posts) if settings.answers_on else None
+    reply_to = settings.reply_address if answers else None
+    composer = Composer(settings.sender, settings.secret, settings.locales_dir, reply_to=reply_to)
     metrics = None
     if settings.metrics_bind is not None:  # prometheus-client loads only when metrics are served
         from app.metrics import Metrics
@@ -69,17 +74,19 @@ def build_site(settings: Settings, clock: Callable[[], float] = time.time) -> Si
         metrics = Metrics(posts, CATEGORIES)
     relay = Relay(
         composer, Mailer(server) if server else None, max_text_chars=settings.max_text_chars, guard=guard,
-        cleaner=cleaner, metrics=metrics,
+        cleaner=cleaner, answers=answers.bound if answers else None, metrics=metrics,
     )
     pages = Pages(
         dev_mode=settings.dev_mode, locales_dir=settings.locales_dir, min_fill_seconds=settings.min_fill_seconds,
-        max_upload_bytes=settings.max_upload_bytes,
+        max_upload_bytes=settings.max_upload_bytes, answers_on=answers is not None,
     )
     # Uploads are held in memory, never on disk: all requests together hold at most this much (app/budget.py).
     budget = MemoryBudget(settings.upload_memory_bytes)
     if metrics is not None:
         metrics.watch_budget(budget)
-    return Site(settings=settings, posts=posts, pages=pages, relay=relay, guard=guard, budget=budget)
+    return Site(
+        settings=settings, posts=posts, pages=pages, relay=relay, guard=guard, budget=budget, answers=answers
+    )
 
 
 def create_app(
@@ -94,16 +101,24 @@ def create_app(
     relay = site.relay
     logs.quiet_libraries()  # also when the embedder never called logs.configure (tests, another ASGI server)
 
+    # Officers' confirmations go out through the relay's mailer (in development, the dev mailbox's).
+    send = site.answers.sender(lambda: relay.mailer) if site.answers is not None else None
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         mailbox = None
         if relay.mailer is None:
             from app.devmailbox import DevMailbox  # aiosmtpd: only a development run needs an SMTP server
 
-            mailbox = DevMailbox(settings.dev_mailbox)
+            hook = None
+            if site.answers is not None:  # an officer's reply to the dev mailbox is taken as `tipbox answer` would
+                hook = (site.answers.reply_to, partial(answer, ingestion=site.answers.ingestion, send=send))
+            mailbox = DevMailbox(settings.dev_mailbox, hook)
             port = await mailbox.start()
             relay.mailer = Mailer(SmtpServer("127.0.0.1", port, "none", timeout=settings.smtp_timeout))
             logger.warning("development run: tips go to the dev mailbox in %s", settings.dev_mailbox)
+        if site.answers is not None and send is not None:
+            site.answers.start(send)
         # Metrics on an address of their own, never the public port (a thread; it writes no log).
         stop_metrics = relay.metrics.serve(*settings.metrics_bind) if relay.metrics and settings.metrics_bind else None
         try:
@@ -111,6 +126,8 @@ def create_app(
         finally:
             if stop_metrics is not None:
                 stop_metrics()
+            if site.answers is not None:
+                await site.answers.stop()
             if mailbox is not None:
                 await mailbox.stop()
                 relay.mailer = None

@@ -42,6 +42,7 @@ class Pages:
     locales_dir: Path | None = None
     min_fill_seconds: float = 3.0
     max_upload_bytes: int = 20_000_000
+    answers_on: bool = False  # the success page says the post may answer
     kept: dict[tuple[str | bool, ...], SlottedPage] = field(default_factory=dict, repr=False, compare=False)
 
     def _render(self, template: str, language: str, status: int, context: Mapping[str, Any]) -> HTMLResponse:
@@ -101,10 +102,15 @@ class Pages:
         hidden: Mapping[str, str] | None = None,
         status: int = 200,
         follow_up: bool = False,
+        code: str = "",
+        code_error: str | None = None,
+        answers: Sequence[tuple[str, str]] | None = None,
     ) -> HTMLResponse:
         """The tip form for `post`; on a problem, every field comes back as typed.
 
-        `follow_up` opens the "I have sent a report before" section (it also opens when a receipt was typed).
+        `follow_up` opens the "I have sent a report before" section (it also opens when a receipt was typed) and
+        shows "Read answers" above the form: `code` in its field, `answers` (date, text) once looked up, newest
+        first (an empty list: "No answer yet").
         """
         gettext = i18n.translations(language, self.locales_dir).gettext
         errors = {p.field: " ".join(gettext(m) % dict(p.params) for m in (p.message, *p.more)) for p in problems}
@@ -118,6 +124,9 @@ class Pages:
             "notice": notice,
             "hidden": dict(hidden or {}),
             "follow_up": follow_up,
+            "code": code,
+            "code_error": code_error,
+            "answers": answers,
             "min_fill": f"{self.min_fill_seconds:g}",
             "max_upload": self.max_upload_bytes,
             "max_upload_mb": megabytes(self.max_upload_bytes),
@@ -142,15 +151,32 @@ class Pages:
         cached = self._cached(key, render, token, language, gzip)
         return cached or self.form(post, language, path, hidden={name: token}, follow_up=follow_up)
 
+    def answers(
+        self, post: Post, language: str, path: str, *, code: str, status: int, notice: str | None = None,
+        code_error: str | None = None,
+    ) -> HTMLResponse:
+        """A small page for a lookup that was not done (busy, limited, a mistyped code): "Read answers", code kept.
+
+        A tenth of the full form's rendering: a hammered lookup costs the service little more than its answer.
+        """
+        here = f"{path}?lang={language}"
+        context = {
+            "post": post, "action": here, "languages": self._switch(post, language, path), "code": code,
+            "code_error": code_error, "answers": None, "notice": notice, "back": here,
+        }
+        return self._render("answers.html", language, status, context)
+
     def sent(self, post: Post, language: str, path: str, receipt: str, *, gzip: bool = False) -> Response:
         """The success page: shown only once the post's mail server accepted the tip."""
         back = f"{path}?lang={language}"
 
         def render(value: str) -> str:
-            return self._html("sent.html", language, {"post": post, "receipt": value, "back": back})
+            return self._html("sent.html", language, {"post": post, "receipt": value, "back": back, **answers})
 
+        answers = {"answers_on": self.answers_on}
         cached = self._cached(("sent", post.slug, language, path), render, receipt, language, gzip)
-        return cached or self._render("sent.html", language, 200, {"post": post, "receipt": receipt, "back": back})
+        context = {"post": post, "receipt": receipt, "back": back, **answers}
+        return cached or self._render("sent.html", language, 200, context)
 
     def error(self, language: str, status: int, message: str, back: str | None = None) -> HTMLResponse:
         """A short page for a request that cannot be answered with the form (unknown post, bad body...)."""

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from app import receipts, tips
+from app.answers.bound import DerivationBound
 from app.attachments import TOO_LARGE, AttachmentError, Cleaner, Upload
 from app.categories import CATEGORIES, RECEIPT_TAGS
 from app.delivery import DeliveryError, Mailer
@@ -77,8 +78,10 @@ class Relay:
 
     def __init__(
         self, composer: Composer, mailer: Mailer | None, *, max_text_chars: int, guard: Guard, cleaner: Cleaner,
+        answers: DerivationBound | None = None,
         metrics: Metrics | None = None,
     ) -> None:
+        self.answers = answers  # answers on: each tip's code gets its key pair (tens of ms, in a worker thread)
         self.composer = composer
         self.mailer = mailer
         self.max_text_chars = max_text_chars
@@ -141,7 +144,9 @@ class Relay:
                 return Outcome("invalid", values, problems=file_problems(form.uploads, error), token=check.token)
             form.uploads.clear()  # the originals are not needed any more: their memory is free before the email's
             tip = tips.make_tip(values, post, language, datetime.now(UTC), receipt, follow_up_to)
-            message = self.composer.compose(tip, attachments)
+            # Only now, past the guard's limits: the derivation is the costly step a flood must not reach.
+            answer_key = (await self.answers.for_tip(receipt)).public if self.answers is not None else None
+            message = self.composer.compose(tip, attachments, answer_key=answer_key)
             del attachments  # the email holds them now: no second copy while it is handed over
             if self.mailer is None:
                 raise RuntimeError("the mailer is not started")

@@ -5,12 +5,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, Response
 
-from app import i18n, rendering
+from app import i18n, receipts, rendering
+from app.answers.bound import Busy
+from app.answers.lookup import Answer
+from app.answers.service import Answers
+from app.answers.store import StoreUnavailable
 from app.budget import MemoryBudget
 from app.compression import accepts_gzip
 from app.forms import FormError, read_form
@@ -19,6 +24,7 @@ from app.i18n import N_, VIETNAM_TIME
 from app.pages import NEUTRAL_PATH, Pages
 from app.relay import FILES_AGAIN, Relay
 from app.settings import Post, Settings
+from app.tips import BAD_RECEIPT, RECEIPT_FIELD
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +61,10 @@ GIVEN_BACK = {
 WITH_PROBLEMS = {"invalid": 422, "too_large": 413}
 # Outcomes answered with the success page: a delivered tip, a form delivered before (its first receipt), a bot's.
 SUCCESS = frozenset({"delivered", "repeat", "decoy"})
+ANSWERS_BUSY = N_("Busy, try again in a minute.")
+LOOKUPS_LIMITED = N_("Many tries in the last hour. Please wait a while, then press Read answers again.")
+READ_FIELD, CODE_FIELD = "read", "code"
+MAX_CODE_CHARS = 40  # as the field allows: 16 digits with any spaces, dots or dashes between
 NOT_FOUND = N_("This page does not exist. Scan the code on the poster again.")
 # The script's URL carries its content hash, so it never changes under a cached copy.
 SCRIPT_CACHE = {"Cache-Control": "public, max-age=31536000, immutable"}
@@ -71,6 +81,7 @@ class Site:
     relay: Relay
     guard: Guard
     budget: MemoryBudget
+    answers: Answers | None = None  # None: answers are off
 
     @property
     def default_post(self) -> Post:
@@ -145,6 +156,9 @@ def add_form_routes(app: FastAPI, site: Site) -> None:
             except FormError as exc:
                 back = f"{path}?lang={language}"
                 return site.pages.error(language, exc.status, gettext(FORM_ERRORS[exc.status]), back)
+            if follow_up and form.fields.get(READ_FIELD):
+                typed = form.fields.get(CODE_FIELD, "")
+                return await _read_answers(request, post, path, language, typed)
             outcome = await site.relay.submit(post, form, language, source=request.scope.get(SOURCE_KEY))
             del form  # its files leave memory as their bytes leave the budget
         if outcome.status in SUCCESS:
@@ -163,6 +177,39 @@ def add_form_routes(app: FastAPI, site: Site) -> None:
             post, language, path, values=outcome.values, notice=text, hidden=hidden, status=status,
             follow_up=follow_up,
         )
+
+
+    async def _read_answers(request: Request, post: Post, path: str, language: str, typed: str) -> Response:
+        """The answers for a receipt code, above the follow-up form with the code kept. A wrong code, a code with
+        no answer yet and answers switched off give the same page (apart from the form's token)."""
+        gettext = i18n.translations(language, site.settings.locales_dir).gettext
+        code = receipts.parse_code(typed) if len(typed) <= MAX_CODE_CHARS else None
+        kept = code or typed[:MAX_CODE_CHARS]
+
+        def page(status: int = 200, **context: Any) -> Response:
+            name, token = site.guard.form_token(post)
+            return site.pages.form(
+                post, language, path, values={RECEIPT_FIELD: kept}, hidden={name: token}, follow_up=True,
+                code=kept, status=status, **context,
+            )
+
+        def refused(status: int, **context: Any) -> Response:
+            return site.pages.answers(post, language, path, code=kept, status=status, **context)
+
+        if code is None:  # the check digit catches a typo before any key is derived
+            return refused(422, code_error=gettext(BAD_RECEIPT))
+        if not await site.guard.admit_lookup(request.scope.get(SOURCE_KEY)):
+            return refused(429, notice=gettext(LOOKUPS_LIMITED))
+        found: list[Answer] = []
+        if site.answers is not None:
+            try:
+                found = await site.answers.read(code)
+            except (Busy, StoreUnavailable) as exc:
+                if isinstance(exc, StoreUnavailable):
+                    logger.error("answers lookup failed: the store is unavailable (%s)", exc)
+                return refused(503, notice=gettext(ANSWERS_BUSY))
+        shown = [(answer.at.astimezone(VIETNAM_TIME).strftime("%d/%m/%Y %H:%M"), answer.text) for answer in found]
+        return page(answers=shown)
 
 
 def _gzip(request: Request) -> bool:

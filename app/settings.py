@@ -1,4 +1,4 @@
-"""Configuration: one typed `Settings` from `TIPBOX_*` variables, and the posts it serves."""
+"""Configuration: one typed `Settings` from `TIPBOX_*` variables, and the posts it serves (`app.posts`)."""
 
 from __future__ import annotations
 
@@ -6,77 +6,23 @@ import ipaddress
 import re
 import secrets
 import ssl
-import tomllib
-import unicodedata
-from dataclasses import dataclass
-from email.errors import HeaderParseError
-from email.headerregistry import Address
 from pathlib import Path
 from typing import Annotated, Literal
 
 import limits
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import ErrorDetails
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app import i18n
+from app.posts import SLUG, check_address, one_line, read_posts_file
+from app.posts import ConfigError as ConfigError  # the posts' types, known to the rest of the app from here
+from app.posts import Post as Post
 
-_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 _PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "dev", "development", "tipbox", "xxx"}
 _MIN_SECRET_CHARS = 32
 DEMO_SLUG = "demo"
 SINGLE_POST = ("post", "Đồn Biên phòng")  # the slug and name of a post set with TIPBOX_MAILBOX alone
-
-
-class ConfigError(Exception):
-    """A setting is wrong; the message is one line naming it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Post:
-    """A border-guard post: its form lives at /p/{slug} and its tips go to `mailbox`."""
-
-    slug: str
-    name: str
-    mailbox: str
-    languages: tuple[str, ...]
-
-    @property
-    def default_language(self) -> str:
-        return self.languages[0]
-
-
-def check_address(value: str, setting: str) -> str:
-    """`value` as one plain ASCII mailbox address (no display name, no list, no CR/LF); an internationalised domain
-    is IDNA-encoded (`bộ-đội.vn` → `xn--b-i-...`), a local part outside ASCII refused (SMTPUTF8 is not assumed)."""
-    value = value.strip()
-    if not value.rpartition("@")[0].isascii():
-        raise ConfigError(
-            f"{setting}: {value!r} has letters outside ASCII before the @, which mail servers without SMTPUTF8 "
-            "refuse; use an ASCII address for this mailbox"
-        )
-    try:
-        address = Address(addr_spec=value)
-    except (HeaderParseError, ValueError, IndexError) as exc:
-        raise ConfigError(f"{setting}: {value!r} is not an email address") from exc
-    if not address.username or not address.domain or address.addr_spec != value:
-        raise ConfigError(f"{setting}: {value!r} is not an email address")
-    if address.domain.isascii():
-        return value
-    try:
-        domain = address.domain.encode("idna").decode("ascii").lower()
-    except UnicodeError as exc:
-        raise ConfigError(f"{setting}: {value!r} has a domain that cannot be IDNA-encoded") from exc
-    return f"{address.username}@{domain}"
+DEV_REPLY_TO = "answers@tipbox.invalid"
 
 
 class Settings(BaseSettings):
@@ -107,6 +53,17 @@ class Settings(BaseSettings):
     post_rate: str = "30/hour"
     source_rate: str | None = "10/hour"
     limits_storage: str = "memory://"
+    # Answers (issue 14): on exactly when reply_to is set, and always in development.
+    reply_to: str | None = None
+    imap_host: str | None = None
+    imap_port: int = Field(default=993, ge=1, le=65535)
+    imap_security: Literal["tls", "starttls", "none"] = "tls"
+    imap_username: str | None = None
+    imap_password: SecretStr | None = None
+    imap_folder: str = "INBOX"
+    imap_poll_seconds: float = Field(default=60.0, ge=1, le=3600)
+    answers_store: str | None = None
+    answer_days: int = Field(default=90, ge=1, le=3650)
     # Deployment (docs/deploy.md): the proxies whose X-Forwarded-For is believed, the metrics' address, and the
     # name and address of a single post set with TIPBOX_MAILBOX.
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
@@ -115,8 +72,8 @@ class Settings(BaseSettings):
     post_slug: str | None = None
 
     @field_validator(
-        "smtp_host", "smtp_username", "mail_from", "mailbox", "public_url", "source_rate", "metrics_address",
-        "post_name", "post_slug", mode="before"
+        "smtp_host", "smtp_username", "mail_from", "mailbox", "public_url", "source_rate", "reply_to", "imap_host",
+        "imap_username", "answers_store", "metrics_address", "post_name", "post_slug", mode="before"
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -133,7 +90,7 @@ class Settings(BaseSettings):
                 raise ConfigError(f"TIPBOX_TRUSTED_PROXIES: {item!r} is not an address or network") from None
         return tuple(items) if isinstance(items, list) else items
 
-    @field_validator("mail_from", "mailbox", mode="after")
+    @field_validator("mail_from", "mailbox", "reply_to", mode="after")
     @classmethod
     def _address(cls, value: str | None, info: ValidationInfo) -> str | None:
         return None if value is None else check_address(value, f"TIPBOX_{str(info.field_name).upper()}")
@@ -164,6 +121,10 @@ class Settings(BaseSettings):
             )
         if self.smtp_username is not None and self.smtp_password is None:
             raise ConfigError("TIPBOX_SMTP_PASSWORD: required when TIPBOX_SMTP_USERNAME is set")
+        if self.imap_host is not None and None in (self.imap_username, self.imap_password, self.reply_to):
+            raise ConfigError("TIPBOX_IMAP_HOST: needs TIPBOX_IMAP_USERNAME, TIPBOX_IMAP_PASSWORD and TIPBOX_REPLY_TO")
+        if not re.match(r"^(sqlite:///\S+|rediss?://\S+)$", store := self.answers_store_url):
+            raise ConfigError(f"TIPBOX_ANSWERS_STORE: {store!r} is neither sqlite:///path nor redis://host:port/db")
         self._check_single_post()
         self.metrics_bind  # noqa: B018 - parsed now: a bad value stops start-up with one line
         return self
@@ -175,7 +136,7 @@ class Settings(BaseSettings):
             if self.posts_file is not None and getattr(self, name) is not None:
                 raise ConfigError(f"TIPBOX_{name.upper()}: set either TIPBOX_POSTS_FILE (several posts) or "
                                   "TIPBOX_MAILBOX with TIPBOX_POST_NAME and TIPBOX_POST_SLUG (one post), not both")
-        if self.post_slug is not None and not _SLUG.match(self.post_slug):
+        if self.post_slug is not None and not SLUG.match(self.post_slug):
             raise ConfigError(f"TIPBOX_POST_SLUG: {self.post_slug!r} must be 1-32 lowercase letters, digits or '-'")
         if self.post_name is not None and not one_line(self.post_name):
             raise ConfigError("TIPBOX_POST_NAME: must be one line of text")
@@ -195,6 +156,23 @@ class Settings(BaseSettings):
     def dev_mode(self) -> bool:
         """No SMTP host configured: tips go to the embedded dev mailbox."""
         return self.smtp_host is None
+
+    @property
+    def answers_on(self) -> bool:
+        """Officers can answer residents: a reply address is set, or this is a development run."""
+        return self.reply_to is not None or self.dev_mode
+
+    @property
+    def reply_address(self) -> str:
+        """Where officers' replies go: `TIPBOX_REPLY_TO`, or in development the dev mailbox's own address."""
+        return self.reply_to or DEV_REPLY_TO
+
+    @property
+    def answers_store_url(self) -> str:
+        """`TIPBOX_ANSWERS_STORE`; unset, a SQLite file here (in development: in the dev mailbox's folder)."""
+        if self.answers_store is not None:
+            return self.answers_store
+        return f"sqlite:///{self.dev_mailbox / 'answers.sqlite3'}" if self.dev_mode else "sqlite:///./answers.sqlite3"
 
     @property
     def port(self) -> int:
@@ -228,7 +206,7 @@ class Settings(BaseSettings):
         languages = i18n.available_languages(self.locales_dir)
         posts: dict[str, Post] = {}
         if self.posts_file is not None:
-            posts = _read_posts_file(self.posts_file, languages)
+            posts = read_posts_file(self.posts_file, languages)
         if self.mailbox is not None:
             slug, name = self.post_slug or SINGLE_POST[0], (self.post_name or SINGLE_POST[1]).strip()
             posts = {slug: Post(slug, name, self.mailbox, ("vi", "hmn"))}
@@ -243,11 +221,6 @@ class Settings(BaseSettings):
 _DEV_SECRET = secrets.token_bytes(32)
 
 
-def one_line(name: str) -> bool:
-    """A post's name goes into the Subject header: one line, no control or separator characters."""
-    return bool(name.strip()) and not any(unicodedata.category(c)[0] in "CZ" and c != " " for c in name)
-
-
 def _check_rate(value: str, setting: str) -> None:
     try:
         limits.parse_many(value)
@@ -260,77 +233,6 @@ def _check_ca_file(path: Path) -> None:
         ssl.create_default_context(cafile=str(path))
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"TIPBOX_SMTP_CA_FILE: cannot read CA certificates from {path}: {exc}") from exc
-
-
-class _PostEntry(BaseModel):
-    """One `[posts.<slug>]` table of the posts file; a key not listed here is refused by name."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    mailbox: str
-    languages: list[str] = Field(default=["vi", "hmn"], min_length=1)
-
-    @field_validator("name")
-    @classmethod
-    def _one_line(cls, name: str) -> str:
-        if not one_line(name):
-            raise ValueError("must be one line of text")
-        return name.strip()
-
-
-class _PostsFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    posts: dict[str, _PostEntry] = Field(min_length=1)
-
-
-def _read_posts_file(path: Path, languages: frozenset[str]) -> dict[str, Post]:
-    setting = "TIPBOX_POSTS_FILE"
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{setting}: cannot read {path}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{setting}: {path} is not valid TOML: {exc}") from exc
-    try:
-        table = _PostsFile.model_validate(data).posts
-    except ValidationError as exc:
-        # An unknown key first: a misspelt one ("mailbx") also makes the right one missing.
-        errors = sorted(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
-        raise ConfigError(f"{setting}: {_where(errors[0])}") from None
-    posts: dict[str, Post] = {}
-    for slug, entry in table.items():
-        where = f"{setting}: [posts.{slug}]"
-        if not _SLUG.match(slug):
-            raise ConfigError(f"{where}: the slug must be 1-32 lowercase letters, digits or '-'")
-        mailbox = check_address(entry.mailbox, f"{where} mailbox")
-        unknown = [x for x in entry.languages if x not in languages]
-        if unknown:
-            raise ConfigError(f"{where}: no catalog for language {unknown[0]!r} (have {sorted(languages)})")
-        posts[slug] = Post(slug, entry.name, mailbox, tuple(entry.languages))
-    return posts
-
-
-def _where(error: ErrorDetails) -> str:
-    """One pydantic error of the posts file as a line naming the table and key: "[posts.ncs] 'mailbx': unknown key"."""
-    loc = [str(part) for part in error["loc"]]
-    if not loc or loc[0] != "posts":
-        key = loc[0] if loc else "?"
-        return f"{key!r}: unknown key (the file holds [posts.<slug>] tables)" if error["type"] == "extra_forbidden" \
-            else "no [posts.<slug>] table"
-    if len(loc) < 2:
-        return "no [posts.<slug>] table"
-    table = f"[posts.{loc[1]}]"
-    if len(loc) < 3:
-        return f"{table}: must be a table with 'name' and 'mailbox'"
-    key = loc[2]
-    if error["type"] == "extra_forbidden":
-        return f"{table}: unknown key {key!r} (allowed: {', '.join(_PostEntry.model_fields)})"
-    if error["type"] == "missing":
-        return f"{table}: {key!r} is required"
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{table}: {key!r} {message[:1].lower()}{message[1:]}"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -36,6 +36,8 @@ DOMAIN = "post.test"
 OFFICER = f"officer@{DOMAIN}"
 PASSWORD = "officer-imap-password"
 KIT_MAIN_CF = Path(__file__).resolve().parent.parent / "deploy" / "postfix" / "main.cf"
+# The reply address of the answers tests (TIPBOX_REPLY_TO): a mailbox of its own, same password.
+ANSWERS = f"answers@{DOMAIN}"
 # Mail is stored as nobody:nogroup, present on every Debian system (Postfix and Dovecot both refuse root).
 MAIL_UID = MAIL_GID = 65534
 
@@ -171,11 +173,12 @@ class MailSystem:
         test_instance += [f"{name} = {value}" for name, value in self.overrides.items()]
         self._run(str(Path(self.postfix).with_name("postconf")), "-c", str(root / "postfix"), "-e", *test_instance)
         (root / "postfix" / "master.cf").write_text(_MASTER_CF.format(port=self.smtp_port))
-        (root / "postfix" / "mailboxes").write_text(f"{OFFICER} {DOMAIN}/officer/\n")
+        (root / "postfix" / "mailboxes").write_text(f"{OFFICER} {DOMAIN}/officer/\n{ANSWERS} {DOMAIN}/answers/\n")
         conf = root / "dovecot" / "dovecot.conf"
         conf.write_text(_DOVECOT_CONF.format(instance=f"tipbox-test-{root.name}", port=self.imap_port, **settings))
         (root / "dovecot" / "users").write_text(
             f"{OFFICER}:{{PLAIN}}{PASSWORD}:{MAIL_UID}:{MAIL_GID}::{root}/home::\n"
+            f"{ANSWERS}:{{PLAIN}}{PASSWORD}:{MAIL_UID}:{MAIL_GID}::{root}/home::\n"
         )
 
         self._run(self.postfix, "-c", str(root / "postfix"), "start")

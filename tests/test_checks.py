@@ -86,13 +86,15 @@ def test_redis_not_listening_and_no_public_url_are_a_line_each(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sink: Sink
 ) -> None:
     port = free_port()  # nothing listens there
-    _configure(monkeypatch, sink, LIMITS_STORAGE=f"redis://:hunter2-secret@127.0.0.1:{port}/0")
+    _configure(monkeypatch, sink, LIMITS_STORAGE=f"redis://:hunter2-secret@127.0.0.1:{port}/0",
+               REPLY_TO="answers@example.vn", ANSWERS_STORE=f"redis://127.0.0.1:{port}/1")
     monkeypatch.delenv("TIPBOX_PUBLIC_URL")
     status, _, problems = _check(capsys)
     assert status == 1
     assert problems == [
         "tipbox: TIPBOX_PUBLIC_URL: required outside development (posters print it), e.g. https://tip.example.vn",
         f"tipbox: TIPBOX_LIMITS_STORAGE: Redis at redis://127.0.0.1:{port}/0 does not answer (ConnectionError)",
+        f"tipbox: TIPBOX_ANSWERS_STORE: Redis at redis://127.0.0.1:{port}/1 does not answer (ConnectionError)",
     ]  # the Redis password is not printed
 
 

@@ -40,7 +40,9 @@ def _worst_email(settings: Settings, *, follow_up: bool) -> bytes:
         size = total // files + (total % files if index == 0 else 0)
         kind, name, content_type = (("photo", "jpg", "image/jpeg") if index % 2 == 0 else ("voice", "m4a", "audio/mp4"))
         attachments.append(Attachment(kind, index + 1, f"{kind}-{index + 1}.{name}", content_type, os.urandom(size)))
-    return Composer(settings.sender, settings.secret).compose(tip, attachments).data
+    # With answers on, as the largest: a Reply-To header, a public key in the Message-ID, a longer note to officers.
+    composer = Composer(settings.sender, settings.secret, reply_to="answers@bienphong.example.vn")
+    return composer.compose(tip, attachments, answer_key=bytes(range(32))).data
 
 
 @pytest.mark.parametrize(

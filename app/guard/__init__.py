@@ -172,6 +172,17 @@ class Guard:
             return Ticket("limited")
         return Ticket("send", receipt, digest, nonce)
 
+    async def admit_lookup(self, source: str | None) -> bool:
+        """Whether a resident may look up answers now: limited per source like tips (a key derivation each)."""
+        try:
+            allowed = await self.limiter.hit_lookup(source)
+        except self._storage_errors as exc:
+            logger.error("answers lookup refused: the guard's storage is unavailable (%s)", type(exc).__name__)
+            return False
+        if not allowed:
+            self._count("answers lookups over the source's limit")
+        return allowed
+
     async def settle(self, ticket: Ticket, *, delivered: bool) -> None:
         """Remember a delivered form's digest and receipt for as long as its token lives; after a failure, free the
         token for a retry."""

@@ -54,6 +54,18 @@ class Limiter:
                 return False
         return True
 
+    async def hit_lookup(self, source: str | None) -> bool:
+        """Count one answers lookup against the source's limit (its own count, the tips' rate); False once reached."""
+        for item in self._per_source if source is not None else []:
+            if self.memory is not None:
+                allowed = self.memory.hit(item, "lookup", str(source))
+            else:
+                assert self._redis is not None
+                allowed = await self._redis.hit(item, "lookup", str(source))
+            if not allowed:
+                return False
+        return True
+
     def keys(self) -> list[str]:
         """The memory windows' keys (Redis keys are listed with the store's)."""
         return self.memory.keys() if self.memory is not None else []

@@ -1,0 +1,168 @@
+"""One officer's reply (RFC 5322 bytes) → a sealed answer in the store, or a drop reason; and the confirmation.
+
+An answer is kept only if it references a Message-ID tipbox made (a valid MAC under the secret key), comes From one
+of that post's officers, and says something once the quoted tip is removed. Anything else is dropped with one log
+line that names the reason and nothing of the content, and no email goes back (no backscatter to forged senders).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import email.utils
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+from app import i18n
+from app.answers import keys, threads
+from app.answers.store import Store
+from app.answers.text import reply_text
+from app.i18n import N_
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 30 * 1024 * 1024
+CONFIRMATION = N_(
+    "Your answer is stored. The sender sees it when they enter their receipt code on the tip box page."
+)
+FILES_NOT_PASSED_ON = N_("Attached files are not passed on to the sender: write what they need to know.")
+# Answers to answers would loop: anything a program wrote is not an officer's answer (RFC 3834).
+_AUTOMATIC = re.compile(r"^\s*(?!no\b)\S", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """An answer stored now (`repeat` False) or before (True), and the confirmation to send for a new one."""
+
+    repeat: bool
+    files: int
+    confirmation: tuple[str, bytes] | None  # (recipient, wire bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """Not an answer; `reason` is safe to log."""
+
+    reason: str
+
+
+def officer_allowed(address: str, officers: Sequence[str]) -> bool:
+    """True if `address` is one of `officers` (exact addresses, or `*@domain` for a whole domain)."""
+    address = address.strip().lower()
+    _, _, domain = address.rpartition("@")
+    for allowed in officers:
+        allowed = allowed.strip().lower()
+        if address == allowed or (allowed.startswith("*@") and domain == allowed[2:]):
+            return True
+    return False
+
+
+def parse(raw: bytes) -> EmailMessage:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def _single_address(value: str | None) -> str | None:
+    pairs = email.utils.getaddresses([value or ""])
+    addresses = [address for _, address in pairs if address]
+    return addresses[0] if len(addresses) == 1 and "@" in addresses[0] else None
+
+
+def _header(message: EmailMessage, name: str) -> str:
+    """A header's value as text, or "" for one missing or too broken to read."""
+    try:
+        values = message.get_all(name) or []
+        return " ".join(str(value) for value in values)
+    except (ValueError, TypeError, IndexError):
+        return ""
+
+
+@dataclass
+class Ingestion:
+    """Reads replies against the posts' officers and files them in `store`; `send` mails the confirmations."""
+
+    secret: bytes
+    officers: Mapping[str, Sequence[str]]  # slug → allowed addresses
+    store: Store
+    sender: str
+    locales_dir: Path | None = None
+    clock: Callable[[], float] = time.time
+
+    def read(self, raw: bytes) -> tuple[EmailMessage, threads.Thread, str] | Dropped:
+        """The message, its thread and its officer, or why it is not an answer."""
+        if len(raw) > MAX_MESSAGE_BYTES:
+            return Dropped("too large")
+        try:
+            message = parse(raw)
+        except Exception:  # the email package is lenient; anything it still cannot read is simply not an answer
+            return Dropped("unreadable")
+        if _AUTOMATIC.match(_header(message, "Auto-Submitted")):
+            return Dropped("automatic (Auto-Submitted)")
+        references = [_header(message, "In-Reply-To"), _header(message, "References")]
+        if not any(references):
+            return Dropped("no thread reference")
+        thread = threads.find(references, self.secret)
+        if thread is None:
+            return Dropped("not a reply to a tipbox message (or its MAC is wrong)")
+        officer = _single_address(_header(message, "From"))
+        allowed = self.officers.get(thread.slug)
+        if allowed is None:
+            return Dropped("the post is not configured")
+        if officer is None or not officer_allowed(officer, allowed):
+            return Dropped("From is not one of the post's officers")
+        return message, thread, officer
+
+    async def take(self, raw: bytes) -> Kept | Dropped:
+        """Ingest one message; raises `StoreUnavailable` when it should be retried later."""
+        read = self.read(raw)
+        if isinstance(read, Dropped):
+            logger.info("answers: message dropped: %s", read.reason)
+            return read
+        message, thread, officer = read
+        reply = reply_text(message)
+        if not reply.text:
+            logger.info("answers: message dropped: no new text in the reply")
+            return Dropped("no new text")
+        sealed = keys.seal(
+            thread.public, json.dumps({"at": int(self.clock()), "text": reply.text}, ensure_ascii=False).encode()
+        )
+        # The answer's own Message-ID (or, without one, its bytes) makes storing it idempotent.
+        identity = (_header(message, "Message-ID").strip() or raw.decode("latin-1")).encode("utf-8", "replace")
+        dedupe = keys.keyed_hash(self.secret, "answer-dedupe", identity)
+        stored = await self.store.put(keys.lookup_id(thread.public), sealed, dedupe)
+        if not stored:
+            logger.info("answers: answer already stored (collected again)")
+            return Kept(repeat=True, files=reply.files, confirmation=None)
+        logger.info("answers: answer stored%s", f" ({reply.files} files not passed on)" if reply.files else "")
+        note = self.confirmation(message, officer, reply.files)
+        return Kept(repeat=False, files=reply.files, confirmation=(officer, note))
+
+    def confirmation(self, answer: EmailMessage, officer: str, files: int) -> bytes:
+        """A short note to the officer, in the answer's thread: stored, and (if any) files not passed on."""
+        gettext = i18n.translations(i18n.OFFICER_LANGUAGE, self.locales_dir).gettext
+        lines = [gettext(CONFIRMATION)]
+        if files:
+            lines.append(gettext(FILES_NOT_PASSED_ON))
+        note = EmailMessage(policy=email.policy.SMTP)
+        note["From"] = self.sender
+        note["To"] = officer
+        subject = " ".join(_header(answer, "Subject").split())[:200]
+        note["Subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}".strip()
+        note["Date"] = email.utils.formatdate(self.clock(), localtime=False)
+        domain = self.sender.rpartition("@")[2] or "localhost"
+        note["Message-ID"] = email.utils.make_msgid(domain=domain)
+        parent = _header(answer, "Message-ID").strip()
+        if parent:
+            note["In-Reply-To"] = parent
+            note["References"] = " ".join([_header(answer, "References").strip(), parent]).strip()[-900:]
+        note["Auto-Submitted"] = "auto-replied"
+        note.set_content("\n\n".join(lines) + "\n", cte="quoted-printable")
+        return note.as_bytes(policy=email.policy.SMTP)
+
