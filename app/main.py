@@ -61,7 +61,10 @@ def smtp_server(settings: Settings) -> SmtpServer | None:
 def build_site(settings: Settings, clock: Callable[[], float] = time.time) -> Site:
     """What the routes work with, built from `settings`: the posts, pages, guard, relay and upload memory."""
     guard = Guard(settings, clock)
-    cleaner = Cleaner(max_files=settings.max_files, max_bytes=settings.max_upload_bytes)
+    # Uploads are held in memory, never on disk: all requests together hold at most this much (app/budget.py), and
+    # each photo's or recording's decode reserves its memory there too.
+    budget = MemoryBudget(settings.upload_memory_bytes)
+    cleaner = Cleaner(max_files=settings.max_files, max_bytes=settings.max_upload_bytes, budget=budget)
     server = smtp_server(settings)
     posts = settings.load_posts()
     answers = Answers(settings, posts) if settings.answers_on else None
@@ -80,8 +83,6 @@ def build_site(settings: Settings, clock: Callable[[], float] = time.time) -> Si
         dev_mode=settings.dev_mode, locales_dir=settings.locales_dir, min_fill_seconds=settings.min_fill_seconds,
         max_upload_bytes=settings.max_upload_bytes, answers_on=answers is not None,
     )
-    # Uploads are held in memory, never on disk: all requests together hold at most this much (app/budget.py).
-    budget = MemoryBudget(settings.upload_memory_bytes)
     if metrics is not None:
         metrics.watch_budget(budget)
     return Site(

@@ -11,7 +11,7 @@ from typing import Literal
 
 from app import receipts, tips
 from app.answers.bound import DerivationBound
-from app.attachments import TOO_LARGE, AttachmentError, Cleaner, Upload
+from app.attachments import TOO_LARGE, AttachmentError, Busy, Cleaner, Upload
 from app.categories import CATEGORIES, RECEIPT_TAGS
 from app.delivery import DeliveryError, Mailer
 from app.guard import Guard
@@ -142,6 +142,8 @@ class Relay:
                 attachments = await self.cleaner.clean(form.uploads)
             except AttachmentError as error:
                 return Outcome("invalid", values, problems=file_problems(form.uploads, error), token=check.token)
+            except Busy:  # a decode's memory does not fit in the upload budget now: as when the uploads did not
+                return Outcome("busy", values, token=check.token)
             form.uploads.clear()  # the originals are not needed any more: their memory is free before the email's
             tip = tips.make_tip(values, post, language, datetime.now(UTC), receipt, follow_up_to)
             # Only now, past the guard's limits: the derivation is the costly step a flood must not reach.

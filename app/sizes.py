@@ -35,9 +35,9 @@ _FIXED = 48 * 1024
 _MTA_HEADROOM = 64 * 1024
 _MB = 1_000_000
 _MIB = 1024 * 1024
-# The service's memory beyond the upload budget: the process itself (~90 MB), one photo being cleaned (up to 270 MB
-# for a 50 MP PNG) and the emails in flight; 384 MB was the measured peak with the default budget
-# (docs/benchmarks.md, "The service under load").
+# The service's memory beyond the upload budget (which also holds each decode's reservation): the process (~90 MB),
+# the emails in flight and the answers' key derivations. Measured at peak: 382 MB, 402 MB with the worst files, with
+# the default 200 MB budget (docs/benchmarks.md, "The service under load"); the headroom is for what was not measured.
 _MEMORY_BEYOND_BUDGET = 400 * _MIB
 
 
@@ -101,7 +101,7 @@ def mta_size_limit(settings: Settings) -> int:
 
 def memory_max(settings: Settings) -> str:
     """The service's memory ceiling (systemd `MemoryMax=`, Compose `mem_limit`), in whole 100 MiB: the upload budget
-    plus the process, a photo being cleaned and the emails in flight."""
+    (decodes included) plus the process and the emails in flight."""
     mebibytes = math.ceil((settings.upload_memory_bytes + _MEMORY_BEYOND_BUDGET) / (100 * _MIB)) * 100
     return f"{mebibytes}M"
 

@@ -219,8 +219,9 @@ def test_a_photo_that_cannot_be_decoded_is_refused_after_the_quick_checks(client
 def test_past_the_upload_memory_budget_the_sender_is_told_busy_with_the_text_kept(
     sink: Sink, make_settings: Callable[..., Settings]
 ) -> None:
-    big = b"\xff\xd8\xff" + bytes(300_000)  # past the 64 KiB every request has of its own
-    with app_client(sink, make_settings, upload_memory_bytes=1000) as (client, site):
+    big = b"\xff\xd8\xff" + bytes(8_000_000)  # past the 64 KiB every request has of its own, and the budget
+    # A small photo's decode reserves its memory (about 4 MB) in the same budget (app.attachments.images).
+    with app_client(sink, make_settings, upload_memory_bytes=6_000_000) as (client, site):
         page = given_back(send(client, [("photo", ("a.jpg", big, "image/jpeg"))], where="Bản Nậm Chim"), 503)
         assert "Lúc này có quá nhiều tệp đang được gửi. Tin của bạn chưa được gửi: hãy chờ vài phút" in page
         assert 'value="Bản Nậm Chim"' in page
