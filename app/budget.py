@@ -8,10 +8,11 @@ refused outright: `app.forms` stops keeping its files and goes on reading the te
 back with their words and "busy, choose the files again" (503). A body of unknown length (chunked: browsers
 always declare a form's length) gets its allowance only, and `app.forms` refuses it past that (413).
 
-The budget counts the bytes as received. On top of it come the photo being cleaned (one at a time, see
-`app.attachments.CLEANING_CONCURRENCY`) and the emails being handed to the SMTP server (about three times the
-email's size each while in flight); docs/benchmarks.md has the figures. `tipbox serve` has glibc hand large
-freed buffers back to the system (`app.cli`), so the process shrinks back after a burst.
+The budget counts the bytes as received, and the memory each photo or recording takes while it is cleaned, reserved
+before the decode starts (`reserve`; "busy" when it does not fit). On top of it come the emails being handed to the
+SMTP server (about three times the email's size each while in flight); docs/benchmarks.md has the figures.
+`tipbox serve` has glibc hand large freed buffers back to the system (`app.cli`), so the process shrinks back
+after a burst.
 
 Everything runs on the event loop's thread, so plain integers need no lock.
 """
@@ -31,6 +32,18 @@ class MemoryBudget:
         self.limit = limit
         self.allowance = allowance
         self.used = 0  # bytes taken from the shared budget right now
+
+    def reserve(self, size: int) -> bool:
+        """Count `size` bytes a decode is about to take (`app.attachments`); False, nothing counted, when they do not
+        fit."""
+        if self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def release(self, size: int) -> None:
+        """The decode that reserved `size` bytes is done."""
+        self.used -= size
 
     @contextmanager
     def hold(self) -> Iterator[Hold]:

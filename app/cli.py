@@ -1,10 +1,12 @@
 """The `tipbox` command: `serve` the form, `check` the configuration, print a `poster` or mail `filters`, take
-an `answer`."""
+an `answer`, write the `proxy-pages`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ctypes
+import logging
 import os
 import platform
 import sys
@@ -15,7 +17,10 @@ from typing import Any
 from app import filters, logs
 from app.settings import ConfigError, Settings, load_settings
 
+logger = logging.getLogger("app.cli")
+
 DEFAULT_LIMIT_CONCURRENCY = 1000
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 # glibc's mallopt() parameters (malloc.h), and the values `tipbox serve` sets.
 _M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
 _MMAP_THRESHOLD, _ARENA_MAX = 128 * 1024, 2
@@ -36,11 +41,23 @@ UVICORN_OPTIONS: dict[str, Any] = {
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from app import checks
     from app.hardening import HardenedHttpToolsProtocol
     from app.main import create_app
 
+    level = str(args.log_level).lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"--log-level (TIPBOX_LOG_LEVEL): {args.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     give_freed_memory_back()  # uploads are held in memory: after a burst, the process shrinks back
-    logs.configure(args.log_level)
+    logs.configure(level)
+    # A mail server that cannot take the largest email would refuse tips with files every time: stop here instead.
+    problem, warning = asyncio.run(checks.startup(settings))
+    if problem is not None:
+        raise ConfigError(problem)
+    if warning is not None:
+        logger.warning("%s; tips wait for it (\"not sent yet\") until it answers", warning)
+    if not settings.dev_mode and settings.public_url is None:
+        logger.warning("TIPBOX_PUBLIC_URL is not set: posters would print %s", settings.base_url)
     app = create_app(settings)
     # httptools plus a header deadline and size cap; keep-alive, concurrency and body deadlines: docs/abuse.md.
     uvicorn.run(
@@ -76,11 +93,14 @@ def give_freed_memory_back() -> bool:
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
+    from app import checks
+
     posts = settings.load_posts()
     mode = "development (embedded dev mailbox)" if settings.dev_mode else (
         f"SMTP {settings.smtp_host}:{settings.port} ({settings.smtp_security})"
     )
-    print(f"configuration OK: {mode}")
+    report = asyncio.run(checks.run(settings, send_test=args.send_test))
+    print(f"configuration {'OK' if report.ok else 'NOT OK'}: {mode}")
     for post in posts.values():
         print(f"  /p/{post.slug}  {post.name}  → {post.mailbox}  [{', '.join(post.languages)}]")
     if settings.answers_on:
@@ -88,6 +108,18 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
             "the dev mailbox" if settings.dev_mode else "tipbox answer only"
         )
         print(f"answers on: replies to {settings.reply_address} ({collector}), store {settings.answers_store_url}")
+    for line in report.lines:
+        print(line)
+    for problem in report.problems:  # one line each, on stderr, as a configuration error is
+        print(f"tipbox: {problem}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _proxy_pages(args: argparse.Namespace, settings: Settings) -> int:
+    from app import proxypages
+
+    for path in proxypages.write(args.directory, settings.locales_dir):
+        print(path)
     return 0
 
 
@@ -183,8 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"open connections before new requests get 503 ({DEFAULT_LIMIT_CONCURRENCY})"
     )
     serve.set_defaults(run=_serve)
-    check = commands.add_parser("check", help="validate the configuration and list the posts")
+    check = commands.add_parser(
+        "check", help="validate the configuration, log in to the SMTP server (no mail sent), ping Redis, list the posts"
+    )
+    check.add_argument("--send-test", action="store_true", help="also send one test email to each post's mailbox")
     check.set_defaults(run=_check)
+    pages = commands.add_parser("proxy-pages", help="write the reverse proxy's own error pages (docs/deploy.md)")
+    pages.add_argument("directory", type=Path, help="where the proxy reads them, e.g. /etc/tipbox/pages")
+    pages.set_defaults(run=_proxy_pages)
     poster = commands.add_parser("poster", help="write a print-ready PDF poster or sheet of pocket cards")
     which = poster.add_mutually_exclusive_group()
     which.add_argument("--post", metavar="SLUG", help="the post (default: the first configured)")

@@ -2,25 +2,42 @@
 
 The type comes from the bytes only, never from the name or the declared content type (`formats`). Photos are
 decoded and re-encoded as a plain JPEG: upright, long side capped, sRGB, with no EXIF, GPS, maker note, XMP, IPTC,
-ICC profile, comment or thumbnail (`images`). Voice notes are re-muxed through a whitelist: only the codec
-configuration and the audio frames are copied into a new container, so every tag, box or element not on the list
-is gone (`mp4`, `mp3` with AMR, `ogg`, `webm`). A file that cannot be read or cleaned is refused, never forwarded
-as it came. Nothing is written to disk.
+ICC profile, comment or thumbnail (`images`). Voice notes are re-muxed through a whitelist: each kept structure is
+written from its parsed fields (`configs` for the codec configurations) and only the audio frames are copied, so
+every tag, box or element not on the list, and every byte hidden in one that is, is gone (`mp4`, `mp3` with AMR,
+`ogg`, `webm`); a cleaned recording must be its own cleaning. A file that cannot be read or cleaned is refused,
+never forwarded as it came. Nothing is written to disk.
+
+The memory each file's cleaning takes is known before it starts (from a photo's header, from a recording's size)
+and reserved in the upload budget (`Cleaner`), so hostile files cannot take memory that nobody counts.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import accumulate
+from typing import Protocol
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 
-from app.attachments import _common, mp3, mp4, ogg, webm
-from app.attachments._common import JPEG_QUALITY, MAX_PIXELS, MAX_SIDE, TooManyPixels
+from app.attachments import mp3, mp4, ogg, webm
+from app.attachments._common import (
+    JPEG_QUALITY,
+    MAX_DECODE_BYTES,
+    MAX_PIXELS,
+    MAX_SIDE,
+    MB,
+    Busy,
+    Reserve,
+    TooManyPixels,
+    unbounded,
+)  # fmt: skip
 from app.attachments.formats import FORMATS, sniff
 from app.i18n import N_
 from app.mail import Attachment, Kind
@@ -38,6 +55,7 @@ __all__ = [
     "VOICE_UNREADABLE",
     "Attachment",
     "AttachmentError",
+    "Busy",
     "Cleaner",
     "Upload",
     "check",
@@ -54,26 +72,25 @@ PHOTO_TOO_LARGE = N_("This photo is too big.")
 PHOTO_UNREADABLE = N_("This photo cannot be opened.")
 VOICE_UNREADABLE = N_("This recording cannot be opened or cleaned, so it was not sent.")
 
-# Submissions whose files are cleaned at once, in a worker thread. A 12 MP photo takes about 0.3 s of one core and
-# 95 MB while it is cleaned, a 50 MP PNG up to 270 MB: one at a time keeps that bounded on a small VPS, and under
-# 20 uploads at once it was about as fast as two, the event loop (parsing, base64, SMTP) using the other core
-# (benchmarks/attachments.py, docs/benchmarks.md).
+# Submissions whose files are cleaned at once, in a worker thread. A 12 MP photo takes about 0.3 s of one core:
+# one at a time, and under 20 uploads at once it was about as fast as two, the event loop (parsing, base64, SMTP)
+# using the other core (benchmarks/attachments.py, docs/benchmarks.md). Its memory is reserved in the upload budget
+# before it is decoded (`Cleaner`).
 CLEANING_CONCURRENCY = 1
-
-# The tests predate the split into modules and reach a few internals by their old names.
-_Unclean = _common.Unclean
-_clean_mp4 = mp4.remux
-_ogg_pages, _ogg_headers = ogg.read_pages, ogg.read_headers
-_vorbis_private = webm.vorbis_private
 
 _AUDIO: dict[str, Callable[[bytes], bytes]] = {
     "m4a": mp4.clean_m4a,
-    "3gp": mp4.clean_3gp,
+    "3gp": mp4.clean_m4a,
     "mp3": mp3.clean_mp3,
     "amr": mp3.clean_amr,
     "ogg": ogg.clean_ogg,
     "webm": webm.clean_webm,
 }
+# The most memory cleaning a recording takes, per byte of the file: the rebuilt file, built twice (the check cleans
+# it again), and the parsed tables and frame lists, which the files' own sizes bound (a sample needs at least its
+# 4-byte size entry, a page its 27-byte header). Measured on hostile files in benchmarks/attachments.py.
+_AUDIO_BYTES_PER_BYTE = {"m4a": 6, "3gp": 6, "mp3": 4, "amr": 3, "ogg": 4, "webm": 5}
+_AUDIO_SLACK = 8 * MB
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +136,14 @@ def clean(
     max_bytes: int,
     max_pixels: int = MAX_PIXELS,
     max_side: int = MAX_SIDE,
+    reserve: Reserve = unbounded,
+    max_decode: int = MAX_DECODE_BYTES,
 ) -> list[Attachment]:
     """The uploads cleaned, in order; `AttachmentError` names the first file refused (or the limit passed).
 
-    CPU-bound and synchronous: run it in a worker thread, a bounded number at a time. Memory while a photo is
-    cleaned: about 95 MB for 12 MP (JPEGs over twice the target size decode at a reduced scale), up to about
-    5.5 bytes per declared pixel for PNG, WebP and HEIC (some 270 MB at the default 50 MP limit).
+    CPU-bound and synchronous: run it in a worker thread, a bounded number at a time. Before each file is decoded,
+    the memory that takes (known from its header, or bounded by its size) is asked of `reserve`, which raises
+    `Busy` when it is not free; a file that would need more than `max_decode` is refused as too big.
     """
     detected = check(uploads, max_files=max_files, max_bytes=max_bytes)
     attachments: list[Attachment] = []
@@ -132,7 +151,8 @@ def clean(
     total = 0
     for position, (upload, found) in enumerate(zip(uploads, detected, strict=True), start=1):
         kind, extension, content_type = FORMATS[found]
-        data = _clean_one(position, found, upload.data, max_pixels=max_pixels, max_side=max_side)
+        limits = {"max_pixels": max_pixels, "max_side": max_side, "max_decode": max_decode}
+        data = _clean_one(position, found, upload.data, reserve=reserve, **limits)
         total += len(data)
         if total > max_bytes:
             raise AttachmentError(position, TOO_LARGE, _too_large(max_bytes))
@@ -151,15 +171,25 @@ def _too_large(max_bytes: int) -> dict[str, int]:
     return {"max": megabytes(max_bytes)}
 
 
-def _clean_one(position: int, detected: str, data: bytes, *, max_pixels: int, max_side: int) -> bytes:
+def _clean_one(
+    position: int, detected: str, data: bytes, *, max_pixels: int, max_side: int, max_decode: int, reserve: Reserve
+) -> bytes:
     photo = FORMATS[detected][0] == "photo"
+    if not photo and audio_cost(detected, len(data)) > max_decode:
+        # Only where the upload budget was set below what a recording at the upload limit needs.
+        largest = (max_decode - _AUDIO_SLACK) // _AUDIO_BYTES_PER_BYTE[detected]
+        raise AttachmentError(position, TOO_LARGE, _too_large(largest))
     try:
         if photo:
             # Pillow and libheif (~10 MB) load with the first photo, not with every process.
             from app.attachments import images
 
-            return images.clean_photo(data, detected, max_pixels=max_pixels, max_side=max_side)
-        return _AUDIO[detected](data)
+            limits = {"max_pixels": max_pixels, "max_side": max_side, "max_decode": max_decode}
+            return images.clean_photo(data, detected, reserve=reserve, **limits)
+        with reserve(audio_cost(detected, len(data))):
+            return _AUDIO[detected](data)
+    except Busy:
+        raise
     except TooManyPixels:
         logger.info("attachment %d (%s) refused: too many pixels", position, detected)
         raise AttachmentError(position, PHOTO_TOO_LARGE) from None
@@ -169,12 +199,31 @@ def _clean_one(position: int, detected: str, data: bytes, *, max_pixels: int, ma
         raise AttachmentError(position, PHOTO_UNREADABLE if photo else VOICE_UNREADABLE) from None
 
 
-class Cleaner:
-    """The service's cleaner: its limits, and a cap on how many submissions are cleaned at once, off the event loop."""
+def audio_cost(detected: str, size: int) -> int:
+    """The most memory cleaning a recording of `size` bytes takes (its own bytes are counted with the upload)."""
+    return _AUDIO_BYTES_PER_BYTE[detected] * size + _AUDIO_SLACK
 
-    def __init__(self, *, max_files: int, max_bytes: int, concurrency: int = CLEANING_CONCURRENCY) -> None:
+
+class Budget(Protocol):
+    """Where decodes reserve their memory (`app.budget.MemoryBudget`, shared with the uploads' bytes)."""
+
+    limit: int
+
+    def reserve(self, size: int) -> bool: ...
+
+    def release(self, size: int) -> None: ...
+
+
+class Cleaner:
+    """The service's cleaner: its limits, a cap on how many submissions are cleaned at once, off the event loop,
+    and the budget each decode's memory is reserved in before it starts."""
+
+    def __init__(
+        self, *, max_files: int, max_bytes: int, budget: Budget | None = None, concurrency: int = CLEANING_CONCURRENCY
+    ) -> None:
         self.max_files = max_files
         self.max_bytes = max_bytes
+        self._budget = budget
         self._limiter = anyio.CapacityLimiter(concurrency)
 
     def check(self, uploads: Sequence[Upload]) -> None:
@@ -186,8 +235,25 @@ class Cleaner:
         return _too_large(self.max_bytes)
 
     async def clean(self, uploads: Sequence[Upload]) -> list[Attachment]:
-        """`clean` in a worker thread, once one of the `concurrency` places is free; the event loop keeps serving."""
+        """`clean` in a worker thread, once one of the `concurrency` places is free; the event loop keeps serving.
+
+        `Busy` when a file's decode does not fit in the budget now (the sender is asked to send again later)."""
         if not uploads:
             return []
-        work = functools.partial(clean, uploads, max_files=self.max_files, max_bytes=self.max_bytes)
+        reserve, largest = unbounded, MAX_DECODE_BYTES
+        if self._budget is not None:  # a decode larger than the whole budget would be "busy" for ever: too big
+            reserve, largest = self._reserve, min(largest, self._budget.limit)
+        limits = {"max_files": self.max_files, "max_bytes": self.max_bytes, "max_decode": largest}
+        work = functools.partial(clean, uploads, reserve=reserve, **limits)
         return await anyio.to_thread.run_sync(work, limiter=self._limiter)
+
+    @contextmanager
+    def _reserve(self, size: int) -> Iterator[None]:
+        """Called in the worker thread: the budget is the event loop's, so it is counted there."""
+        assert self._budget is not None
+        if not anyio.from_thread.run_sync(self._budget.reserve, size):
+            raise Busy
+        try:
+            yield
+        finally:
+            anyio.from_thread.run_sync(self._budget.release, size)

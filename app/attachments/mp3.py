@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.attachments._common import Unclean, checked
+from app.attachments._common import MAX_SECONDS, Unclean, checked, settled
 
 _MP3_KBPS = {
     3: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),  # MPEG-1 layer III
@@ -13,6 +13,9 @@ _MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 120
 # (sniffing runs there): past MAX_ID3_TAGS tags, or a first frame past MAX_ID3_BYTES, the file is not accepted.
 MAX_ID3_TAGS = 4
 MAX_ID3_BYTES = 1024 * 1024
+# Frames in a recording of the longest length accepted (a frame lasts at least 24 ms in MP3, 20 ms in AMR): past
+# that, a file of tiny frames is refused before its walk costs seconds of CPU.
+_MAX_MP3_FRAMES, _MAX_AMR_FRAMES = MAX_SECONDS * 1000 // 24, MAX_SECONDS * 50
 
 
 def _id3v2_end(data: bytes, pos: int) -> int:
@@ -63,18 +66,26 @@ def _signature(data: bytes, pos: int) -> bytes:
 
 
 def clean_mp3(data: bytes) -> bytes:
+    """The MPEG audio frames, proven to be all the output holds, read back by mutagen."""
+    return checked(settled(_mp3_frames, data), "mp3")
+
+
+def _mp3_frames(data: bytes) -> bytes:
     start = first_frame(data)
     if start is None:
         raise Unclean("no MPEG audio frames")
     signature = _signature(data, start)
-    frames: list[bytes] = []
+    view = memoryview(data)
+    frames = bytearray()  # one buffer, not one object per frame: a frame may be 24 bytes
     pos = start
-    tags = 0
+    tags = count = 0
     while True:
         length = _mp3_frame(data, pos, signature)
         if length and pos + length <= len(data):
-            frame = data[pos : pos + length]
-            frames.append(_without_encoder_tag(frame) if not frames else frame)
+            count += 1
+            if count > _MAX_MP3_FRAMES:
+                raise Unclean("longer than a recording may be")
+            frames += view[pos : pos + length] if frames else _without_encoder_tag(data[pos : pos + length])
             pos += length
         elif data[pos : pos + 3] == b"ID3" and pos + 10 <= len(data):
             tags += 1
@@ -83,7 +94,7 @@ def clean_mp3(data: bytes) -> bytes:
             pos = _id3v2_end(data, pos)  # a tag between frames is skipped; audio may follow it
         else:
             break  # ID3v1, APE, Lyrics3 or anything else after the last frame is left behind
-    return checked(b"".join(frames), "mp3")
+    return bytes(frames)
 
 
 def _without_encoder_tag(frame: bytes) -> bytes:
@@ -108,17 +119,24 @@ _AMR = {
 
 
 def clean_amr(data: bytes) -> bytes:
+    """The AMR frames after the magic line, proven to be all the output holds."""
+    return settled(_amr_frames, data)
+
+
+def _amr_frames(data: bytes) -> bytes:
     magic = b"#!AMR\n" if data.startswith(b"#!AMR\n") else b"#!AMR-WB\n"
+    if not data.startswith(magic):
+        raise Unclean("not AMR")
     sizes = _AMR[magic]
-    frames: list[bytes] = [magic]
     pos = len(magic)
-    while pos < len(data):
-        header = data[pos]
+    for _ in range(_MAX_AMR_FRAMES):
+        header = data[pos] if pos < len(data) else 0x83
         size = sizes[header >> 3 & 0x0F]
         if header & 0x83 or not size or pos + size > len(data):
             break  # anything after the last whole frame is left behind
-        frames.append(data[pos : pos + size])
         pos += size
-    if len(frames) < 2:
+    else:
+        raise Unclean("longer than a recording may be")
+    if pos == len(magic):
         raise Unclean("no AMR frames")
-    return b"".join(frames)
+    return data[:pos]  # the frames follow one another: one slice, however many there are

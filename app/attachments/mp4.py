@@ -1,86 +1,99 @@
-"""MP4 / M4A / 3GP voice notes: a whitelist re-muxer.
+"""MP4 / M4A / 3GP voice notes: a whitelist re-muxer that writes every kept box from its parsed fields.
 
-Only the sound tracks' codec configuration, sample tables and media chunks are copied into a new
-ftyp + moov + mdat file; udta (©xyz location, ©too, ©mak...), meta (ilst tags, XMP), uuid boxes, other tracks,
-creation times and everything between the chunks are left behind.
+The first sound track is read: its timescales and durations, its edit list, its sample entry (`configs`) and its
+sample tables; the chunks they point at are copied into a new ftyp + moov + mdat file. Nothing is copied as a block
+of bytes but the audio frames: udta (©xyz location, ©too, ©mak...), meta, uuid, sgpd/sdtp, children nested in a
+sample entry, bytes appended to a box, other tracks, creation times and everything between the chunks are left
+behind. The after-cleaning check cleans the output again and requires the same bytes.
+
+Memory: the tables are held as arrays of 32-bit values (never one Python object per sample or chunk), so a file's
+tables take about what they take in the file (`app.attachments.audio_cost`).
 """
 
 from __future__ import annotations
 
+import itertools
+import operator
 import struct
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from itertools import accumulate
+import sys
+from array import array
+from dataclasses import dataclass
 
-from app.attachments._common import Unclean, checked
+from app.attachments import configs
+from app.attachments._common import MAX_SECONDS, Unclean, checked, settled
+from app.attachments.boxes import box, boxes, children, full
 
-_MP4_AUDIO_CODECS = {
-    b"mp4a", b"samr", b"sawb", b"alac", b"Opus", b"fLaC", b".mp3", b"ac-3", b"ec-3", b"ulaw", b"alaw", b"sowt",
-    b"twos", b"lpcm", b"ipcm",
-}  # fmt: skip
-_STBL_KEEP = {b"stsd", b"stts", b"ctts", b"stsc", b"stsz", b"stss", b"sgpd", b"sbgp", b"cslg", b"sdtp"}
 _FRAGMENTED = {b"moof", b"mfra", b"mvex", b"sidx", b"styp", b"ssix"}
-
-
-def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
-    """(type, payload start, box end) for each ISO-BMFF box in data[start:end]."""
-    pos = start
-    while pos < end:
-        if end - pos < 8:
-            raise Unclean("truncated box header")
-        size, kind = struct.unpack_from(">I4s", data, pos)
-        header = 8
-        if size == 1:
-            if end - pos < 16:
-                raise Unclean("truncated box header")
-            size, header = struct.unpack_from(">Q", data, pos + 8)[0], 16
-        elif size == 0:
-            size = end - pos
-        if kind == b"uuid":
-            header += 16
-        if size < header or pos + size > end:
-            raise Unclean("box size out of range")
-        yield kind, pos + header, pos + size
-        pos += size
-
-
-def _children(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int]]:
-    """The first box of each type among data[start:end]'s boxes."""
-    found: dict[bytes, tuple[int, int]] = {}
-    for kind, payload, box_end in _boxes(data, start, end):
-        found.setdefault(kind, (payload, box_end))
-    return found
-
-
-def _box(kind: bytes, *payload: bytes | bytearray) -> bytes:
-    body = b"".join(payload)
-    return struct.pack(">I4s", 8 + len(body), kind) + body
-
-
-def _without_times(payload: bytes, minimum: tuple[int, int]) -> bytearray:
-    """An mvhd/tkhd/mdhd payload with its creation and modification times set to zero."""
-    cleaned = bytearray(payload)
-    version = cleaned[0] if cleaned else 255
-    if version > 1 or len(cleaned) < minimum[version]:
-        raise Unclean("bad header box")
-    cleaned[4 : 20 if version == 1 else 12] = bytes(16 if version == 1 else 8)
-    return cleaned
+_MAX_BOXES = 64  # mdat boxes or tracks: a recorder writes one or two; a hostile file millions (memory)
+_MAX_RATE = 400  # samples a second at most: Opus's shortest frame is 2.5 ms (AAC's are 21 ms, AMR's 20 ms)
+_UNITY = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
 
 
 @dataclass
 class _Track:
-    tkhd: bytes
-    edts: bytes
-    mdhd: bytes
-    stbl: list[bytes]  # whitelisted sample-table boxes, with b"" where the chunk offsets go
-    chunks: list[tuple[int, int]]  # (offset in the original file, size)
-    new_offsets: list[int] = field(default_factory=list)
+    timescale: int  # the media's (mdhd)
+    duration: int  # in the media's timescale
+    movie_duration: int  # in the movie's timescale (tkhd)
+    edits: list[tuple[int, int, int]]  # (segment duration, media time, rate)
+    entry: bytes  # the sample entry, rebuilt
+    stts: array[int]
+    stsc: array[int]
+    constant: int  # one size for every sample, or 0
+    sizes: array[int] | int  # each sample's size, or the sample count when `constant`
+    offsets: array[int]  # each chunk's offset in the original file
+    lengths: array[int]  # and its length
 
 
-def remux(data: bytes, ftyp: bytes) -> bytes:
+def remux(data: bytes) -> bytes:
+    """The sound of an MP4 file, rebuilt from its parsed fields and its audio frames."""
+    return _write(data, *_read(data))
+
+
+def clean_m4a(data: bytes) -> bytes:
+    """M4A or 3GP (the output keeps the family of the input's brand), proven clean, read back by mutagen."""
+    return checked(settled(remux, data), "mp4")
+
+
+def _u32s(data: bytes, start: int, count: int, end: int) -> array[int]:
+    """`count` big-endian 32-bit values at data[start:], within `end`, as an array (4 bytes each, no Python ints)."""
+    if count < 0 or start + 4 * count > end:
+        raise Unclean("short table")
+    values = array("I")
+    values.frombytes(memoryview(data)[start : start + 4 * count])
+    if sys.byteorder == "little":
+        values.byteswap()
+    return values
+
+
+def _table(data: bytes, where: tuple[int, int], width: int, header: int = 8) -> array[int]:
+    """A full box's table: its count (the 32 bits before `header`) times `width` 32-bit values."""
+    start, end = where
+    if end - start < header:
+        raise Unclean("short table")
+    count = int.from_bytes(data[start + header - 4 : start + header], "big")
+    return _u32s(data, start + header, count * width, end)
+
+
+def _be(values: array[int]) -> bytes:
+    out = array(values.typecode, values)
+    if sys.byteorder == "little":
+        out.byteswap()
+    return out.tobytes()
+
+
+def _times(payload: bytes, need: tuple[int, int]) -> tuple[int, int, int]:
+    """(version, where the timescale (or track ID) is, the duration after it) of an mvhd/tkhd/mdhd payload."""
+    version = payload[0] if payload else 255
+    if version > 1 or len(payload) < need[version]:
+        raise Unclean("bad header box")
+    at = 20 if version == 1 else 12
+    return version, at, int.from_bytes(payload[at + 4 : at + (12 if version else 8)], "big")
+
+
+def _read(data: bytes) -> tuple[bytes, tuple[int, int], _Track]:
     moov: tuple[int, int] | None = None
     mdats: list[tuple[int, int]] = []
-    for kind, start, end in _boxes(data, 0, len(data)):
+    for kind, start, end in boxes(data, 0, len(data)):
         if kind in _FRAGMENTED:
             raise Unclean("fragmented MP4")
         if kind == b"moov":
@@ -89,167 +102,200 @@ def remux(data: bytes, ftyp: bytes) -> bytes:
             moov = (start, end)
         elif kind == b"mdat":
             mdats.append((start, end))
-        # ftyp is rewritten; free, skip, wide, uuid, meta and every other top-level box are dropped.
+            if len(mdats) > _MAX_BOXES:
+                raise Unclean("too many mdat boxes")
     if moov is None:
         raise Unclean("no moov")
-    mvhd: bytes | None = None
-    tracks: list[_Track] = []
-    for kind, start, end in _boxes(data, *moov):
-        if kind == b"mvhd":
-            mvhd = _box(b"mvhd", _without_times(data[start:end], (100, 112)))
-        elif kind == b"trak":
-            track = _read_track(data, start, end, mdats)
-            if track is not None:
-                tracks.append(track)
-        elif kind in _FRAGMENTED:
-            raise Unclean("fragmented MP4")
-        # udta (©xyz, loci, ©too, ©mak...), meta (ilst tags, XMP), uuid, iods: dropped.
-    if mvhd is None or not tracks:
+    found = children(data, *moov)
+    if _FRAGMENTED & set(found) or b"mvhd" not in found:
+        raise Unclean("fragmented MP4, or no movie header")
+    mvhd = data[slice(*found[b"mvhd"])]
+    _, at, duration = _times(mvhd, (100, 112))
+    timescale = int.from_bytes(mvhd[at : at + 4], "big")
+    traks = ((start, end) for kind, start, end in boxes(data, *moov) if kind == b"trak")
+    tracks = (_read_track(data, *trak, mdats) for trak in itertools.islice(traks, _MAX_BOXES))
+    track = next((track for track in tracks if track is not None), None)
+    if track is None or not timescale:
         raise Unclean("no audio track")
-    # Chunks keep their original order; everything between them in the old mdat is left behind.
-    ordered = sorted(
-        ((chunk, track, n) for track in tracks for n, chunk in enumerate(track.chunks)), key=lambda item: item[0]
-    )
-    if sum(size for (_, size), _, _ in ordered) > sum(end - start for start, end in mdats):
-        raise Unclean("chunks overlap")  # a table pointing at the same bytes again and again
-    for track in tracks:
-        track.new_offsets = [0] * len(track.chunks)
-    base = len(ftyp) + len(_moov(mvhd, tracks)) + 8
-    for (_, size), track, n in ordered:
-        track.new_offsets[n] = base
-        base += size
-    payload = b"".join(data[offset : offset + size] for (offset, size), _, _ in ordered)
-    return b"".join((ftyp, _moov(mvhd, tracks), struct.pack(">I4s", 8 + len(payload), b"mdat"), payload))
-
-
-def _moov(mvhd: bytes, tracks: list[_Track]) -> bytes:
-    traks = []
-    for track in tracks:
-        offsets = track.new_offsets
-        stco = _box(b"stco", struct.pack(f">II{len(offsets)}I", 0, len(offsets), *offsets))
-        stbl = _box(b"stbl", *(box or stco for box in track.stbl))
-        dinf = _box(b"dinf", _box(b"dref", struct.pack(">II", 0, 1), _box(b"url ", b"\0\0\0\1")))
-        minf = _box(b"minf", _box(b"smhd", bytes(8)), dinf, stbl)
-        hdlr = _box(b"hdlr", bytes(8), b"soun", bytes(12), b"SoundHandler\0")
-        traks.append(_box(b"trak", track.tkhd, track.edts, _box(b"mdia", track.mdhd, hdlr, minf)))
-    return _box(b"moov", mvhd, *traks)
+    return b"3gp4" if data[8:11] == b"3gp" else b"M4A ", (timescale, duration), track
 
 
 def _read_track(data: bytes, start: int, end: int, mdats: list[tuple[int, int]]) -> _Track | None:
-    """A sound track's whitelisted boxes and chunks; None for any other track (video, text, timed metadata)."""
-    trak = _children(data, start, end)
-    mdia = _children(data, *trak[b"mdia"]) if b"mdia" in trak else {}
+    """A sound track's fields, tables and chunks; None for any other track (video, text, timed metadata)."""
+    trak = children(data, start, end)
+    mdia = children(data, *trak[b"mdia"]) if b"mdia" in trak else {}
     if b"hdlr" not in mdia or data[mdia[b"hdlr"][0] + 8 : mdia[b"hdlr"][0] + 12] != b"soun":
         return None
     if b"tkhd" not in trak or b"mdhd" not in mdia or b"minf" not in mdia:
         raise Unclean("incomplete sound track")
-    tkhd = _box(b"tkhd", _without_times(data[slice(*trak[b"tkhd"])], (84, 96)))
-    mdhd_payload = _without_times(data[slice(*mdia[b"mdhd"])], (24, 36))
-    language = 32 if mdhd_payload[0] == 1 else 20
-    mdhd_payload[language : language + 2] = b"\x55\xc4"  # "und"
-    edts = b""
-    if b"edts" in trak:
-        elst = _children(data, *trak[b"edts"]).get(b"elst")
-        edts = _box(b"edts", _box(b"elst", data[slice(*elst)])) if elst else b""
-    minf = _children(data, *mdia[b"minf"])
-    if b"stbl" not in minf:
-        raise Unclean("no sample table")
+    tkhd = data[slice(*trak[b"tkhd"])]
+    version, at, _ = _times(tkhd, (84, 96))  # a track header's duration follows its ID and a reserved field
+    movie_duration = int.from_bytes(tkhd[at + 8 : at + (16 if version else 12)], "big")
+    mdhd = data[slice(*mdia[b"mdhd"])]
+    _, at, duration = _times(mdhd, (24, 36))
+    timescale = int.from_bytes(mdhd[at : at + 4], "big")
+    if not timescale or duration > MAX_SECONDS * timescale:
+        raise Unclean("no timescale, or too long")
+    minf = children(data, *mdia[b"minf"])
     _check_dref(data, minf.get(b"dinf"))
-    stbl: list[bytes] = []
-    tables: dict[bytes, bytes] = {}
-    for kind, box_start, box_end in _boxes(data, *minf[b"stbl"]):
-        payload = data[box_start:box_end]
-        if kind in (b"stco", b"co64"):
-            if b"stco" in tables or b"co64" in tables:
-                raise Unclean("two chunk offset tables")
-            stbl.append(b"")
-        elif kind in _STBL_KEEP and kind not in tables:
-            stbl.append(_box(kind, payload))
-        elif kind == b"stz2":
-            raise Unclean("compact sample sizes")
-        else:
-            continue
-        tables[kind] = payload
-    _check_sample_entries(tables.get(b"stsd", b""))
-    chunks = _chunks(tables, mdats)
-    return _Track(tkhd, edts, _box(b"mdhd", mdhd_payload), stbl, chunks)
+    stbl = children(data, *minf[b"stbl"]) if b"stbl" in minf else {}
+    if b"stz2" in stbl or (b"stco" in stbl) == (b"co64" in stbl):
+        raise Unclean("compact sample sizes, or not one chunk offset table")
+    if not {b"stsd", b"stts", b"stsc", b"stsz"} <= set(stbl) or stbl[b"stsz"][1] - stbl[b"stsz"][0] < 12:
+        raise Unclean("incomplete sample table")
+    entry = configs.sample_entry(data[slice(*stbl[b"stsd"])])
+    constant, count = struct.unpack_from(">II", data, stbl[b"stsz"][0] + 4)
+    if count > _MAX_RATE * (duration // timescale + 1):
+        raise Unclean("more samples than the duration holds")
+    sizes: array[int] | int = count if constant else _u32s(data, stbl[b"stsz"][0] + 12, count, stbl[b"stsz"][1])
+    if b"stco" in stbl:
+        offsets = _table(data, stbl[b"stco"], 1)
+    else:
+        pairs = _table(data, stbl[b"co64"], 2)
+        if any(pairs[::2]):
+            raise Unclean("chunk offsets past 4 GB")
+        offsets = pairs[1::2]
+    stsc = _table(data, stbl[b"stsc"], 3)
+    lengths = _lengths(len(offsets), stsc, constant, sizes)
+    _check_chunks(offsets, lengths, mdats)
+    edits = _edits(data, trak.get(b"edts"))
+    stts = _table(data, stbl[b"stts"], 2)
+    return _Track(timescale, duration, movie_duration, edits, entry, stts, stsc, constant, sizes, offsets, lengths)
+
+
+def _edits(data: bytes, edts: tuple[int, int] | None) -> list[tuple[int, int, int]]:
+    """The edit list's entries (encoder delay, a late start): (segment duration, media time, rate)."""
+    elst = children(data, *edts).get(b"elst") if edts else None
+    if elst is None:
+        return []
+    payload = data[slice(*elst)]
+    if len(payload) < 8 or payload[0] > 1:
+        raise Unclean("bad edit list")
+    count = int.from_bytes(payload[4:8], "big")
+    layout, width = (">QqI", 20) if payload[0] else (">IiI", 12)
+    if count > 16 or len(payload) < 8 + width * count:
+        raise Unclean("bad edit list")
+    return [struct.unpack_from(layout, payload, 8 + width * n) for n in range(count)]
 
 
 def _check_dref(data: bytes, dinf: tuple[int, int] | None) -> None:
     """Refuse media that lives outside the file (a data reference that is not "this file")."""
-    if dinf is None:
-        return
-    dref = _children(data, *dinf).get(b"dref")
-    if dref is None:
-        return
-    for kind, start, end in _boxes(data, dref[0] + 8, dref[1]):
+    dref = children(data, *dinf).get(b"dref") if dinf else None
+    for kind, start, end in boxes(data, dref[0] + 8, dref[1]) if dref else ():
         if kind not in (b"url ", b"alis") or end - start < 4 or not data[start + 3] & 1:
             raise Unclean("external data reference")
 
 
-def _check_sample_entries(stsd: bytes) -> None:
-    if len(stsd) < 8:
-        raise Unclean("no sample description")
-    count = int.from_bytes(stsd[4:8], "big")
-    entries = [kind for kind, _, _ in _boxes(stsd, 8, len(stsd))]
-    if count < 1 or len(entries) != count or not set(entries) <= _MP4_AUDIO_CODECS:
-        raise Unclean("unknown audio codec")
-
-
-def _table(payload: bytes, width: int, minimum: int = 8) -> tuple[int, ...]:
-    """The entries of a full box's table: (count) then count * `width` big-endian 32-bit values."""
-    if len(payload) < minimum:
-        raise Unclean("short table")
-    count = int.from_bytes(payload[minimum - 4 : minimum], "big")
-    if len(payload) < minimum + 4 * width * count:
-        raise Unclean("short table")
-    return struct.unpack_from(f">{count * width}I", payload, minimum)
-
-
-def _chunks(tables: dict[bytes, bytes], mdats: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """(offset, size) of every chunk, each checked to lie inside an mdat box."""
-    if b"stco" in tables:
-        offsets: Sequence[int] = _table(tables[b"stco"], 1)
-    elif b"co64" in tables:
-        pairs = _table(tables[b"co64"], 2)
-        offsets = [high << 32 | low for high, low in zip(pairs[::2], pairs[1::2], strict=True)]
-    else:
-        raise Unclean("no chunk offsets")
-    if b"stsc" not in tables or b"stsz" not in tables:
-        raise Unclean("no sample-to-chunk or sample size table")
-    stsc = _table(tables[b"stsc"], 3)
-    per_chunk = [0] * len(offsets)
-    firsts = [*stsc[0::3], len(offsets) + 1]
-    for n, samples in enumerate(stsc[1::3]):
-        if not 1 <= firsts[n] < firsts[n + 1] <= len(offsets) + 1:
+def _lengths(chunks: int, stsc: array[int], constant: int, sizes: array[int] | int) -> array[int]:
+    """Each chunk's length in bytes, from the sample-to-chunk runs and the sample sizes."""
+    count = sizes if isinstance(sizes, int) else len(sizes)
+    firsts = [*stsc[0::3], chunks + 1]
+    if not chunks or firsts[0] != 1:
+        raise Unclean("bad sample-to-chunk table")
+    if not constant and len(stsc) == 3 and stsc[1] == 1 and count == chunks and not isinstance(sizes, int):
+        return sizes  # one sample a chunk, as most recorders write: the chunks' lengths are the samples' sizes
+    lengths = array("I", bytes(4 * chunks))
+    sample = 0
+    for run, per_chunk in enumerate(stsc[1::3]):
+        if not 1 <= firsts[run] < firsts[run + 1] <= chunks + 1 or not per_chunk:
             raise Unclean("bad sample-to-chunk table")
-        per_chunk[firsts[n] - 1 : firsts[n + 1] - 1] = [samples] * (firsts[n + 1] - firsts[n])
-    stsz = tables[b"stsz"]
-    if len(stsz) < 12:
-        raise Unclean("short sample size table")
-    constant, count = struct.unpack_from(">II", stsz, 4)
-    sizes = () if constant else _table(stsz, 1, 12)  # one size for all samples, or one each
-    if sum(per_chunk) != count or not count:
+        for n in range(firsts[run] - 1, firsts[run + 1] - 1):
+            if sample + per_chunk > count:
+                raise Unclean("sample counts disagree")
+            lengths[n] = per_chunk * constant if isinstance(sizes, int) else sum(sizes[sample : sample + per_chunk])
+            sample += per_chunk
+    if sample != count:
         raise Unclean("sample counts disagree")
-    ends = [0, *accumulate(sizes)]
-    chunks: list[tuple[int, int]] = []
-    first = 0
-    for offset, samples in zip(offsets, per_chunk, strict=True):
-        size = samples * constant if constant else ends[first + samples] - ends[first]
-        first += samples
-        if size and not any(start <= offset and offset + size <= end for start, end in mdats):
+    return lengths
+
+
+def _check_chunks(offsets: array[int], lengths: array[int], mdats: list[tuple[int, int]]) -> None:
+    """Every chunk inside an mdat box, and no bytes used twice (a table pointing at the same bytes again and
+    again would make the output many times the input)."""
+    if sum(lengths) > sum(end - start for start, end in mdats):
+        raise Unclean("chunks overlap")
+    if len(mdats) == 1:  # as recorders write: one pass in C over the two tables
+        start, end = mdats[0]
+        if min(offsets) < start or max(map(operator.add, offsets, lengths)) > end:
             raise Unclean("chunk outside the media data")
-        chunks.append((offset, size))
-    return chunks
+        return
+    for offset, length in zip(offsets, lengths, strict=True):
+        if not any(start <= offset and offset + length <= end for start, end in mdats):
+            raise Unclean("chunk outside the media data")
 
 
-def _mp4_ftyp(brand: bytes, *compatible: bytes) -> bytes:
-    return _box(b"ftyp", brand, bytes(4), brand, *compatible)
+def _write(data: bytes, brand: bytes, movie: tuple[int, int], track: _Track) -> bytes:
+    ftyp = box(b"ftyp", brand, bytes(4), brand, b"isom" if brand.startswith(b"3gp") else b"mp42isom")
+    # The chunk table's length does not depend on its values: 4 bytes a chunk.
+    base = len(ftyp) + _length(_moov(movie, track, array("I"))) + 4 * len(track.offsets) + 8
+    offsets = array("I", itertools.accumulate(itertools.islice(track.lengths, len(track.lengths) - 1), initial=base))
+    total = sum(track.lengths)
+    if base + total > 0xFFFFFFFF:
+        raise Unclean("too large")
+    out = bytearray(ftyp)
+    for part in _moov(movie, track, offsets):
+        out += part
+    del offsets
+    out += struct.pack(">I4s", 8 + total, b"mdat")
+    view, start, stop = memoryview(data), track.offsets[0], track.offsets[0]
+    for offset, length in zip(track.offsets, track.lengths, strict=True):
+        if offset != stop:  # chunks that follow one another in the original are copied at once
+            out += view[start:stop]
+            start = offset
+        stop = offset + length
+    out += view[start:stop]
+    return bytes(out)
 
 
-def clean_m4a(data: bytes) -> bytes:
-    return checked(remux(data, _mp4_ftyp(b"M4A ", b"mp42", b"isom")), "mp4")
+# A box still in parts: written once, at the end, so that a large table is never copied into each enclosing box.
+_Parts = list[bytes]
 
 
-def clean_3gp(data: bytes) -> bytes:
-    return checked(remux(data, _mp4_ftyp(b"3gp4", b"isom")), "mp4")
+def _nest(kind: bytes, *children: bytes | _Parts) -> _Parts:
+    parts = [part for child in children for part in ([child] if isinstance(child, bytes) else child)]
+    return [struct.pack(">I4s", 8 + _length(parts), kind), *parts]
+
+
+def _length(parts: _Parts) -> int:
+    return sum(map(len, parts))
+
+
+def _moov(movie: tuple[int, int], track: _Track, offsets: array[int]) -> _Parts:
+    timescale, duration = movie
+    wide = max(duration, track.duration, track.movie_duration) > 0xFFFFFFFF
+    span = ">Q" if wide else ">I"
+    zero = bytes(16 if wide else 8)  # creation and modification times
+    mvhd = full(
+        b"mvhd", wide, zero, struct.pack(">I", timescale), struct.pack(span, duration),
+        struct.pack(">IH10x", 0x10000, 0x100), _UNITY, bytes(24), struct.pack(">I", 2),
+    )  # fmt: skip
+    tkhd = full(
+        b"tkhd", wide, zero, struct.pack(">I4x", 1), struct.pack(span, track.movie_duration),
+        struct.pack(">8xhhH2x", 0, 0, 0x100), _UNITY, bytes(8), flags=3,
+    )  # fmt: skip
+    language = b"\x55\xc4\0\0"  # "und"
+    mdhd = full(b"mdhd", wide, zero, struct.pack(">I", track.timescale), struct.pack(span, track.duration), language)
+    edts: _Parts = []
+    if track.edits:
+        long = any(not 0 <= value <= 0x7FFFFFFF for edit in track.edits for value in edit[:2])
+        entries = b"".join(struct.pack(">QqI" if long else ">IiI", *edit) for edit in track.edits)
+        edts = _nest(b"edts", full(b"elst", long, struct.pack(">I", len(track.edits)), entries))
+    stsc = array("I", track.stsc)
+    stsc[2::3] = array("I", [1]) * (len(stsc) // 3)  # one sample entry
+    sizes = track.sizes
+    if isinstance(sizes, int):
+        stsz = [full(b"stsz", 0, struct.pack(">II", track.constant, sizes))]
+    else:
+        stsz = _nest(b"stsz", bytes(4), struct.pack(">II", 0, len(sizes)), _be(sizes))
+    stbl = _nest(
+        b"stbl",
+        full(b"stsd", 0, struct.pack(">I", 1), track.entry),
+        full(b"stts", 0, struct.pack(">I", len(track.stts) // 2), _be(track.stts)),
+        full(b"stsc", 0, struct.pack(">I", len(stsc) // 3), _be(stsc)),
+        stsz,
+        _nest(b"stco", bytes(4), struct.pack(">I", len(offsets)), _be(offsets)),
+    )
+    dinf = box(b"dinf", full(b"dref", 0, struct.pack(">I", 1), full(b"url ", 0, flags=1)))
+    minf = _nest(b"minf", full(b"smhd", 0, bytes(4)), dinf, stbl)
+    hdlr = full(b"hdlr", 0, bytes(4), b"soun", bytes(12), b"SoundHandler\0")
+    return _nest(b"moov", mvhd, _nest(b"trak", tkhd, edts, _nest(b"mdia", mdhd, hdlr, minf)))

@@ -1,33 +1,44 @@
-"""WebM (Matroska) voice notes: a whitelist re-muxer.
+"""WebM (Matroska) voice notes: a whitelist re-muxer that writes every kept element from its parsed value.
 
-The EBML header and segment info are rewritten; only Opus or Vorbis audio tracks and their blocks are copied.
-Tags, attachments, chapters, cues, seek heads and every element not on the lists below are left behind.
+The EBML header is written anew; the segment's timestamp scale and duration, the Opus or Vorbis audio tracks' fields
+(numbers, floats, the codec configuration rebuilt by `configs`) and the clusters' timestamps and blocks are kept.
+Tags, attachments, chapters, cues, seek heads, bytes after a codec configuration and every element not on the
+lists below are left behind; the after-cleaning check cleans the output again and requires the same bytes.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 
-from app.attachments._common import Unclean
+from app.attachments import configs
+from app.attachments._common import MAX_SECONDS, Unclean, settled
 from app.attachments.ogg import empty_comment
 
 _EBML, _SEGMENT, _INFO, _TRACKS, _CLUSTER = 0x1A45DFA3, 0x18538067, 0x1549A966, 0x1654AE6B, 0x1F43B675
 _DOCTYPE, _TIMESCALE, _DURATION = 0x4282, 0x2AD7B1, 0x4489
 _TRACK_ENTRY, _TRACK_NUMBER, _TRACK_TYPE, _CODEC_ID, _AUDIO_SETTINGS = 0xAE, 0xD7, 0x83, 0x86, 0xE1
 _CONTENT_ENCODINGS, _CODEC_PRIVATE = 0x6D80, 0x63A2
-_TRACK_KEEP = {0x63A2, 0x56AA, 0x56BB, 0x23E383, 0x9C}  # codec private, codec delay, pre-roll, duration, lacing
-_AUDIO_KEEP = {0xB5, 0x78B5, 0x9F, 0x6264}  # sampling frequency, output frequency, channels, bit depth
+_TRACK_UINTS = (0x56AA, 0x56BB, 0x23E383, 0x9C)  # codec delay, seek pre-roll, default duration, lacing
+_AUDIO_FLOATS, _AUDIO_UINTS = (0xB5, 0x78B5), (0x9F, 0x6264)  # sampling frequencies; channels, bit depth
 _CLUSTER_CHILDREN = {0xE7, 0xA3, 0xA0, 0xA7, 0xAB, 0x5854, 0xEC, 0xBF}
 _SIMPLE_BLOCK, _BLOCK_GROUP, _BLOCK, _CLUSTER_TIME = 0xA3, 0xA0, 0xA1, 0xE7
 _GROUP_KEEP = {0xA1, 0x9B, 0xFB, 0x75A2}  # block, duration, reference, discard padding
+_GROUP_INTS = {0x9B: False, 0xFB: True, 0x75A2: True}  # (signed)
 _WEBM_CODECS = {b"A_OPUS", b"A_VORBIS"}
+# Blocks in a recording of the longest length accepted, at one a 20 ms frame (a recorder writes that many, or
+# fewer when it laces frames): past that, a file of tiny blocks is refused before its walk costs seconds of CPU.
+MAX_BLOCKS = MAX_SECONDS * 50
 
 
 def _vint(data: bytes, pos: int, *, marker: bool) -> tuple[int, int, bool]:
     """(value, length, all ones) of the EBML variable-length integer at `pos`."""
     if pos >= len(data) or data[pos] == 0:
         raise Unclean("bad EBML number")
-    length = 9 - data[pos].bit_length()
+    first = data[pos]
+    if first & 0x80:  # one byte, as most IDs and sizes inside a cluster are
+        return (first if marker else first & 0x7F), 1, first == 0xFF
+    length = 9 - first.bit_length()
     if pos + length > len(data):
         raise Unclean("truncated EBML number")
     value = int.from_bytes(data[pos : pos + length], "big")
@@ -67,15 +78,40 @@ def _cluster_end(data: bytes, pos: int, end: int) -> int:
     return end
 
 
+def _head(element: int, size: int) -> bytes:
+    """An element's ID and its size, in the fewest bytes."""
+    length = next(n for n in range(1, 9) if size < (1 << (7 * n)) - 1)
+    return element.to_bytes((element.bit_length() + 7) // 8, "big") + ((1 << (7 * length)) | size).to_bytes(
+        length, "big"
+    )
+
+
 def _ebml(element: int, *payload: bytes) -> bytes:
     body = b"".join(payload)
-    length = next(n for n in range(1, 9) if len(body) < (1 << (7 * n)) - 1)
-    size = (1 << (7 * length)) | len(body)
-    return element.to_bytes((element.bit_length() + 7) // 8, "big") + size.to_bytes(length, "big") + body
+    return _head(element, len(body)) + body
 
 
 def _ebml_uint(element: int, value: int) -> bytes:
     return _ebml(element, value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
+
+
+def _ebml_int(element: int, value: int) -> bytes:
+    return _ebml(element, value.to_bytes(max(1, (value.bit_length() + 8) // 8), "big", signed=True))
+
+
+def _number(data: bytes, start: int, end: int, *, signed: bool = False) -> int:
+    if end - start > 8:
+        raise Unclean("EBML number too long")
+    return int.from_bytes(data[start:end], "big", signed=signed)
+
+
+def _float(element: int, data: bytes, start: int, end: int) -> bytes:
+    """A float element written back from its value, at its width (4 or 8 bytes)."""
+    if end - start not in (0, 4, 8):
+        raise Unclean("bad EBML float")
+    form = ">f" if end - start == 4 else ">d"
+    value = struct.unpack(form, data[start:end])[0] if end > start else 0.0
+    return _ebml(element, struct.pack(form, value))
 
 
 def doctype(data: bytes) -> bytes | None:
@@ -90,25 +126,37 @@ def doctype(data: bytes) -> bytes | None:
 
 
 def clean_webm(data: bytes) -> bytes:
+    """The audio of a WebM file, rebuilt, proven to hold only its parsed values and audio blocks."""
+    return settled(_rebuild, data)
+
+
+def _rebuild(data: bytes) -> bytes:
     # Everything after the first Segment (a second one, trailing bytes) is left behind.
     segment = next(((start, end) for element, start, end in _elements(data, 0, len(data)) if element == _SEGMENT), None)
     if segment is None:
         raise Unclean("no segment")
-    children = list(_elements(data, *segment))
     info: list[bytes] = []
     tracks: dict[int, bytes] = {}
-    for element, start, end in children:
+    clusters = bytearray()  # one buffer, written as the clusters are read: no object per block or element
+    blocks = 0
+    for element, start, end in _elements(data, *segment):
         if element == _INFO:
-            info += [_ebml(i, data[s:e]) for i, s, e in _elements(data, start, end) if i in (_TIMESCALE, _DURATION)]
-        elif element == _TRACKS:
+            for i, s, e in _elements(data, start, end):
+                if i == _TIMESCALE:
+                    info.append(_ebml_uint(i, _number(data, s, e)))
+                elif i == _DURATION:
+                    info.append(_float(i, data, s, e))
+        elif element == _TRACKS and not clusters:
             for entry, s, e in _elements(data, start, end):
                 track = _webm_track(data, s, e) if entry == _TRACK_ENTRY else None
                 if track is not None:
                     tracks[track[0]] = track[1]
-    clusters = [_webm_cluster(data, s, e, set(tracks)) for element, s, e in children if element == _CLUSTER]
-    clusters = [cluster for cluster in clusters if cluster]
+        elif element == _CLUSTER and tracks:  # a recorder writes the tracks first; blocks before them are dropped
+            blocks += _webm_cluster(data, start, end, set(tracks), clusters)
+            if blocks > MAX_BLOCKS:
+                raise Unclean("more blocks than a recording of the longest length holds")
     # SeekHead, Cues (their offsets would be wrong), Tags, Attachments, Chapters, Void, CRC-32: dropped.
-    if not tracks or not clusters:
+    if not tracks or not blocks:
         raise Unclean("no audio")
     header = _ebml(
         _EBML,
@@ -116,7 +164,11 @@ def clean_webm(data: bytes) -> bytes:
         _ebml(_DOCTYPE, b"webm"), _ebml_uint(0x4287, 4), _ebml_uint(0x4285, 2),
     )  # fmt: skip
     info_element = _ebml(_INFO, *info, _ebml(0x4D80, b"tipbox"), _ebml(0x5741, b"tipbox"))
-    return header + _ebml(_SEGMENT, info_element, _ebml(_TRACKS, *tracks.values()), *clusters)
+    head = info_element + _ebml(_TRACKS, *tracks.values())
+    out = bytearray(header + _head(_SEGMENT, len(head) + len(clusters)) + head)
+    out += clusters
+    del clusters
+    return bytes(out)
 
 
 def _webm_track(data: bytes, start: int, end: int) -> tuple[int, bytes] | None:
@@ -132,14 +184,16 @@ def _webm_track(data: bytes, start: int, end: int) -> tuple[int, bytes] | None:
     codec = data[slice(*values.get(_CODEC_ID, (0, 0)))].rstrip(b"\0")
     if codec not in _WEBM_CODECS or _CONTENT_ENCODINGS in values or not number:
         raise Unclean("audio track that cannot be kept")
-    settings = values.get(_AUDIO_SETTINGS, (start, start))
-    audio = [_ebml(i, data[s:e]) for i, s, e in _elements(data, *settings) if i in _AUDIO_KEEP]
+    settings = {element: (s, e) for element, s, e in _elements(data, *values.get(_AUDIO_SETTINGS, (start, start)))}
+    audio = [_float(i, data, *settings[i]) for i in _AUDIO_FLOATS if i in settings]
+    audio += [_ebml_uint(i, _number(data, *settings[i])) for i in _AUDIO_UINTS if i in settings]
     entry = [_ebml_uint(_TRACK_NUMBER, number), _ebml_uint(0x73C5, number), _ebml_uint(_TRACK_TYPE, 2)]
     entry.append(_ebml(_CODEC_ID, codec))
-    kept = {element: data[slice(*values[element])] for element in sorted(_TRACK_KEEP) if element in values}
-    if codec == b"A_VORBIS" and _CODEC_PRIVATE in kept:
-        kept[_CODEC_PRIVATE] = vorbis_private(kept[_CODEC_PRIVATE])
-    entry += [_ebml(element, value) for element, value in kept.items()]
+    if _CODEC_PRIVATE in values:
+        private = data[slice(*values[_CODEC_PRIVATE])]
+        rebuilt = configs.opus(private, ogg=True) if codec == b"A_OPUS" else vorbis_private(private)
+        entry.append(_ebml(_CODEC_PRIVATE, rebuilt))
+    entry += [_ebml_uint(i, _number(data, *values[i])) for i in _TRACK_UINTS if i in values]
     entry.append(_ebml(_AUDIO_SETTINGS, *audio))
     return number, _ebml(_TRACK_ENTRY, *entry)
 
@@ -157,30 +211,42 @@ def vorbis_private(private: bytes) -> bytes:
             raise Unclean("truncated Vorbis headers")
         sizes.append(size + private[pos])
         pos += 1
-    ident = private[pos : pos + sizes[0]]
+    ident = configs.vorbis_identification(private[pos : pos + sizes[0]])
     setup = private[pos + sizes[0] + sizes[1] :]
-    if not ident.startswith(b"\x01vorbis") or not setup.startswith(b"\x05vorbis"):
+    if not setup.startswith(b"\x05vorbis"):
         raise Unclean("unexpected Vorbis headers")
     comment = empty_comment(b"\x03vorbis")
     lacing = b"".join(b"\xff" * (len(part) // 255) + bytes([len(part) % 255]) for part in (ident, comment))
     return b"\x02" + lacing + ident + comment + setup
 
 
-def _webm_cluster(data: bytes, start: int, end: int, tracks: set[int]) -> bytes:
-    """A Cluster with its timestamp and the blocks of `tracks` only; b"" when it has none of those."""
-    children: list[bytes] = []
+def _int(element: int, data: bytes, start: int, end: int) -> bytes:
+    signed = _GROUP_INTS[element]
+    value = _number(data, start, end, signed=signed)
+    return _ebml_int(element, value) if signed else _ebml_uint(element, value)
+
+
+def _webm_cluster(data: bytes, start: int, end: int, tracks: set[int], out: bytearray) -> int:
+    """Write a Cluster with its timestamp and the blocks of `tracks` only to `out` (nothing when it has none of
+    those); the number of blocks written."""
+    children = bytearray()
     blocks = 0
     for element, s, e in _elements(data, start, end):
         if element == _CLUSTER_TIME:
-            children.append(_ebml(element, data[s:e]))
+            children += _ebml_uint(element, _number(data, s, e))
         elif element == _SIMPLE_BLOCK and _vint(data, s, marker=False)[0] in tracks:
-            children.append(_ebml(element, data[s:e]))
+            children += _head(element, e - s)
+            children += memoryview(data)[s:e]
             blocks += 1
         elif element == _BLOCK_GROUP:
             group = [(i, gs, ge) for i, gs, ge in _elements(data, s, e) if i in _GROUP_KEEP]
             block = [gs for i, gs, _ in group if i == _BLOCK]
             if len(block) == 1 and _vint(data, block[0], marker=False)[0] in tracks:
-                children.append(_ebml(_BLOCK_GROUP, *(_ebml(i, data[gs:ge]) for i, gs, ge in group)))
+                kept = (_ebml(i, data[gs:ge]) if i == _BLOCK else _int(i, data, gs, ge) for i, gs, ge in group)
+                children += _ebml(_BLOCK_GROUP, *kept)
                 blocks += 1
         # Position, PrevSize, SilentTracks, Void, CRC-32 and block additions: dropped.
-    return _ebml(_CLUSTER, *children) if blocks else b""
+    if blocks:
+        out += _head(_CLUSTER, len(children))
+        out += children
+    return blocks
