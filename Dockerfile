@@ -3,7 +3,8 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
-RUN useradd --system --uid 10001 --create-home --home-dir /home/tipbox tipbox
+RUN useradd --system --uid 10001 --create-home --home-dir /home/tipbox tipbox \
+ && install -d -o tipbox -g tipbox -m 0700 /var/lib/tipbox  # the answers store (deploy/docker-compose.yml)
 
 COPY . /src
 RUN pip install babel \

@@ -46,8 +46,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Throughput and footprint beside the bare stack (issue 8): installs Debian's wrk when root; writes
-# docs/benchmarks.md. BENCH_ARGS passes options, e.g. BENCH_ARGS="--duration 5 --profile /tmp/prof".
+# Throughput and footprint beside the bare stack (issue 8): installs Debian's wrk when root; prints the figures and
+# writes them to build/bench/throughput.md (untracked; docs/benchmarks.md is curated by hand).
+# BENCH_ARGS passes options, e.g. BENCH_ARGS="--duration 5 --profile /tmp/prof".
 bench: $(STAMP) $(COMPILED)
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 		&& apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \

@@ -1,10 +1,12 @@
 """The `tipbox` command: `serve` the form, `check` the configuration, print a `poster` or mail `filters`, take
-an `answer`."""
+an `answer`, write the `proxy-pages`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ctypes
+import logging
 import os
 import platform
 import sys
@@ -12,10 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from app import logs
+from app import filters, logs
 from app.settings import ConfigError, Settings, load_settings
 
+logger = logging.getLogger("app.cli")
+
 DEFAULT_LIMIT_CONCURRENCY = 1000
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 # glibc's mallopt() parameters (malloc.h), and the values `tipbox serve` sets.
 _M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
 _MMAP_THRESHOLD, _ARENA_MAX = 128 * 1024, 2
@@ -36,11 +41,23 @@ UVICORN_OPTIONS: dict[str, Any] = {
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from app import checks
     from app.hardening import HardenedHttpToolsProtocol
     from app.main import create_app
 
+    level = str(args.log_level).lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"--log-level (TIPBOX_LOG_LEVEL): {args.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     give_freed_memory_back()  # uploads are held in memory: after a burst, the process shrinks back
-    logs.configure(args.log_level)
+    logs.configure(level)
+    # A mail server that cannot take the largest email would refuse tips with files every time: stop here instead.
+    problem, warning = asyncio.run(checks.startup(settings))
+    if problem is not None:
+        raise ConfigError(problem)
+    if warning is not None:
+        logger.warning("%s; tips wait for it (\"not sent yet\") until it answers", warning)
+    if not settings.dev_mode and settings.public_url is None:
+        logger.warning("TIPBOX_PUBLIC_URL is not set: posters would print %s", settings.base_url)
     app = create_app(settings)
     # httptools plus a header deadline and size cap; keep-alive, concurrency and body deadlines: docs/abuse.md.
     uvicorn.run(
@@ -76,11 +93,14 @@ def give_freed_memory_back() -> bool:
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
+    from app import checks
+
     posts = settings.load_posts()
     mode = "development (embedded dev mailbox)" if settings.dev_mode else (
         f"SMTP {settings.smtp_host}:{settings.port} ({settings.smtp_security})"
     )
-    print(f"configuration OK: {mode}")
+    report = asyncio.run(checks.run(settings, send_test=args.send_test))
+    print(f"configuration {'OK' if report.ok else 'NOT OK'}: {mode}")
     for post in posts.values():
         print(f"  /p/{post.slug}  {post.name}  → {post.mailbox}  [{', '.join(post.languages)}]")
     if settings.answers_on:
@@ -88,6 +108,18 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
             "the dev mailbox" if settings.dev_mode else "tipbox answer only"
         )
         print(f"answers on: replies to {settings.reply_address} ({collector}), store {settings.answers_store_url}")
+    for line in report.lines:
+        print(line)
+    for problem in report.problems:  # one line each, on stderr, as a configuration error is
+        print(f"tipbox: {problem}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _proxy_pages(args: argparse.Namespace, settings: Settings) -> int:
+    from app import proxypages
+
+    for path in proxypages.write(args.directory, settings.locales_dir):
+        print(path)
     return 0
 
 
@@ -108,20 +140,40 @@ def _poster(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _filters(args: argparse.Namespace, settings: Settings) -> int:
-    from app import filters
-
     posts = settings.load_posts()
-    if args.post is not None and args.post not in posts:
-        print(f"tipbox: filters: no post {args.post!r} (posts: {', '.join(posts)})", file=sys.stderr)
+    problem = _filters_problem(args, settings, list(posts))
+    if problem is not None:
+        print(f"tipbox: filters: {problem}", file=sys.stderr)
         return 1
-    rules = filters.sorting(settings.sender, posts.get(args.post or ""), settings.locales_dir)
-    text = filters.render(args.format, rules, folder_base=args.folder_base)
+    try:
+        rules = filters.sorting(settings.sender, list(posts.values()), args.post or [], settings.locales_dir)
+        text = filters.render(args.format, rules, folder_base=args.folder_base, folder_prefix=args.folder_prefix)
+    except ValueError as exc:  # names Gmail cannot tell apart, an address Thunderbird would need quoted
+        print(f"tipbox: filters: {exc}", file=sys.stderr)
+        return 1
     if args.out is None:
         sys.stdout.write(text)
     else:
         args.out.write_text(text, encoding="utf-8")
         print(args.out)
     return 0
+
+
+def _filters_problem(args: argparse.Namespace, settings: Settings, slugs: list[str]) -> str | None:
+    """Why these options cannot make working filters, or None."""
+    unknown = [slug for slug in args.post or [] if slug not in slugs]
+    if unknown:
+        return f"no post {unknown[0]!r} (posts: {', '.join(slugs)})"
+    if args.format == "thunderbird" and args.folder_base is None:
+        return "thunderbird needs --folder-base, the URI of the folder the tip folders are in (docs/can-bo.md, 6)"
+    if args.format != "thunderbird" and args.folder_base is not None:
+        return "--folder-base is for --format thunderbird only"
+    if args.format != "sieve" and args.folder_prefix:
+        return "--folder-prefix is for --format sieve only"
+    if args.format != "folders" and settings.mail_from is None:
+        # A development run sends From tipbox@localhost: filters for that would match no real tip.
+        return "the filters match the address tips come from: set TIPBOX_MAIL_FROM as the service has it"
+    return None
 
 
 def _answer(args: argparse.Namespace, settings: Settings) -> int:
@@ -163,8 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"open connections before new requests get 503 ({DEFAULT_LIMIT_CONCURRENCY})"
     )
     serve.set_defaults(run=_serve)
-    check = commands.add_parser("check", help="validate the configuration and list the posts")
+    check = commands.add_parser(
+        "check", help="validate the configuration, log in to the SMTP server (no mail sent), ping Redis, list the posts"
+    )
+    check.add_argument("--send-test", action="store_true", help="also send one test email to each post's mailbox")
     check.set_defaults(run=_check)
+    pages = commands.add_parser("proxy-pages", help="write the reverse proxy's own error pages (docs/deploy.md)")
+    pages.add_argument("directory", type=Path, help="where the proxy reads them, e.g. /etc/tipbox/pages")
+    pages.set_defaults(run=_proxy_pages)
     poster = commands.add_parser("poster", help="write a print-ready PDF poster or sheet of pocket cards")
     which = poster.add_mutually_exclusive_group()
     which.add_argument("--post", metavar="SLUG", help="the post (default: the first configured)")
@@ -177,11 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     poster.add_argument("--font", type=Path, metavar="TTF", help="a TrueType font to use instead of the default")
     poster.set_defaults(run=_poster)
     sort = commands.add_parser("filters", help="print mail filters that sort tips into one folder per category")
-    sort.add_argument("--format", choices=["gmail", "sieve", "thunderbird"], required=True)
-    sort.add_argument("--post", metavar="SLUG", help="only this post's tips (default: every post's)")
+    sort.add_argument("--format", choices=filters.FORMATS, required=True, help="folders: the folders to make first")
     sort.add_argument(
-        "--folder-base", metavar="URI", default="mailbox://nobody@Local%20Folders",
-        help="thunderbird: the folder URI the folders are in (default: Local Folders)",
+        "--post", metavar="SLUG", action="append",
+        help="folders of this post's own, for its tips only; repeat for several posts (default: every post's tips)",
+    )
+    sort.add_argument("--folder-base", metavar="URI", help="thunderbird: the URI of the folder the tip folders are in")
+    sort.add_argument(
+        "--folder-prefix", metavar="PREFIX", default="",
+        help="sieve: what the server puts before folder names, e.g. INBOX. (default: nothing)",
     )
     sort.add_argument("--out", type=Path, metavar="FILE", help="write to FILE instead of standard output")
     sort.set_defaults(run=_filters)

@@ -121,10 +121,11 @@ class Composer:
         ]
         received = tip.received_at.astimezone(VIETNAM_TIME)
         filed_under, code_possible = self.report_category(tip)
+        report_category = gettext(CATEGORIES[filed_under])
         context = {
             "tip": tip,
             "category": gettext(tip.category_label),
-            "report_category": gettext(CATEGORIES[filed_under]),
+            "report_category": report_category,
             "follow_up": tip.follow_up_to is not None,
             "code_possible": code_possible,
             "received": received.strftime("%d/%m/%Y %H:%M"),
@@ -138,7 +139,7 @@ class Composer:
         }
         # Every header comes from configuration or from tipbox itself; nothing typed by the sender.
         headers = [("From", self.sender), ("To", tip.post.mailbox), ("Date", email.utils.format_datetime(received))]
-        subject = f"{SUBJECT_TAG} [{context['report_category']}] {tip.post.name} · {tip.receipt}"
+        subject = f"{subject_start(report_category, tip.post.name)} · {tip.receipt}"
         if context["answers_on"] and self.reply_to is not None and answer_key is not None:
             # Officers answer by replying: the thread's id carries the code's public key under a MAC (app.answers).
             headers.append(("Reply-To", self.reply_to))
@@ -167,6 +168,13 @@ class Composer:
             html=html.render(context),
             files=tuple(zip(attachments, cids, strict=True)),
         )
+
+
+def subject_start(category: str, post_name: str | None = None) -> str:
+    """How a tip's subject begins, before its receipt code: "[Tin báo] [Ma túy] Đồn Biên phòng Na Cô Sa", the
+    category as officers read it; without a post name, the tags alone. Mail filters match it (`app.filters`)."""
+    tags = f"{SUBJECT_TAG} [{category}]"
+    return tags if post_name is None else f"{tags} {post_name}"
 
 
 @dataclass(frozen=True, slots=True)

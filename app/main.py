@@ -19,12 +19,13 @@ from app.answers.command import answer
 from app.answers.service import Answers
 from app.attachments import Cleaner
 from app.budget import MemoryBudget
+from app.categories import CATEGORIES
 from app.compression import Compression
 from app.delivery import Mailer, SmtpServer
 from app.guard import Guard
 from app.mail import Composer
 from app.pages import Pages
-from app.privacy import PrivacyMiddleware, SourceKeys, content_security_policy
+from app.privacy import PrivacyMiddleware, SourceKeys, TrustedProxies, content_security_policy
 from app.relay import Relay
 from app.routes import Site, add_form_routes, build_router
 from app.settings import Settings, load_settings
@@ -69,14 +70,21 @@ def build_site(settings: Settings, clock: Callable[[], float] = time.time) -> Si
     answers = Answers(settings, posts) if settings.answers_on else None
     reply_to = settings.reply_address if answers else None
     composer = Composer(settings.sender, settings.secret, settings.locales_dir, reply_to=reply_to)
+    metrics = None
+    if settings.metrics_bind is not None:  # prometheus-client loads only when metrics are served
+        from app.metrics import Metrics
+
+        metrics = Metrics(posts, CATEGORIES)
     relay = Relay(
         composer, Mailer(server) if server else None, max_text_chars=settings.max_text_chars, guard=guard,
-        cleaner=cleaner, answers=answers.bound if answers else None,
+        cleaner=cleaner, answers=answers.bound if answers else None, metrics=metrics,
     )
     pages = Pages(
         dev_mode=settings.dev_mode, locales_dir=settings.locales_dir, min_fill_seconds=settings.min_fill_seconds,
         max_upload_bytes=settings.max_upload_bytes, answers_on=answers is not None,
     )
+    if metrics is not None:
+        metrics.watch_budget(budget)
     return Site(
         settings=settings, posts=posts, pages=pages, relay=relay, guard=guard, budget=budget, answers=answers
     )
@@ -112,9 +120,13 @@ def create_app(
             logger.warning("development run: tips go to the dev mailbox in %s", settings.dev_mailbox)
         if site.answers is not None and send is not None:
             site.answers.start(send)
+        # Metrics on an address of their own, never the public port (a thread; it writes no log).
+        stop_metrics = relay.metrics.serve(*settings.metrics_bind) if relay.metrics and settings.metrics_bind else None
         try:
             yield
         finally:
+            if stop_metrics is not None:
+                stop_metrics()
             if site.answers is not None:
                 await site.answers.stop()
             if mailbox is not None:
@@ -149,4 +161,6 @@ def create_app(
     # Compression inside the privacy layer: it sees only allowlisted headers (accept-encoding is one); the fresh form
     # and the success page come compressed already (app/pagecache.py) and pass through. Privacy outermost, around
     # FastAPI's own last-resort 500 page too: no layer sees the address, every answer gets the security headers.
-    return PrivacyMiddleware(Compression(app), csp=csp, sources=SourceKeys(clock))
+    # Behind a reverse proxy (TIPBOX_TRUSTED_PROXIES) the source key is made from the address it forwarded.
+    trusted = TrustedProxies(settings.trusted_proxies)
+    return PrivacyMiddleware(Compression(app), csp=csp, sources=SourceKeys(clock), trusted=trusted)

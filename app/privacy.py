@@ -7,6 +7,12 @@ The one thing derived from the address that leaves this layer is `scope[guard.SO
 submitted tip; every other request gets None): an HMAC of the address (an IPv6 address's /64) under a random key
 that lives only in this process's memory and is replaced every hour. The rate limiter counts per source with it;
 nothing can turn it back into an address once the hour's key is gone (docs/abuse.md, "Source keys").
+
+Behind a reverse proxy every request comes from the proxy's address. When the peer is one of the trusted proxies
+(`TIPBOX_TRUSTED_PROXIES`), the address the source key is made of is taken from `X-Forwarded-For` (or, without
+it, `Forwarded`): the right-most hop that is not itself a trusted proxy, the one the last trusted proxy saw. That
+address is used for the key and nothing else: the headers are not on the allowlist, so no route, log or page sees
+them. A peer that is not trusted is its own source, whatever headers it sends.
 """
 
 from __future__ import annotations
@@ -91,6 +97,74 @@ def _network(host: str) -> bytes:
     return address.packed
 
 
+class TrustedProxies:
+    """The proxies whose forwarding headers are believed: addresses or networks (`TIPBOX_TRUSTED_PROXIES`)."""
+
+    def __init__(self, networks: Iterable[str]) -> None:
+        self.networks = tuple(ipaddress.ip_network(network.strip(), strict=False) for network in networks)
+
+    def trusts(self, host: str) -> bool:
+        address = _address(host)
+        return address is not None and any(address in network for network in self.networks)
+
+    def client(self, peer: str, headers: Iterable[tuple[bytes, bytes]]) -> str:
+        """The address to key on: `peer`, or for a trusted peer the right-most untrusted hop it forwarded."""
+        if not self.networks or not self.trusts(peer):
+            return peer
+        hops = _forwarded_hops(headers)
+        for hop in reversed(hops):
+            if not self.trusts(hop):
+                return hop
+        return hops[0] if hops else peer  # every hop is a trusted proxy: the first one is as far as anyone saw
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _forwarded_hops(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:
+    """The client addresses a proxy chain recorded, oldest first: X-Forwarded-For if present, else Forwarded.
+
+    Both headers may appear more than once (each proxy may add a line); their lines are read in order. A hop that
+    is not an address (`unknown`, an obfuscated `_name`) is kept as it is: it still names one source.
+    """
+    forwarded_for: list[str] = []
+    forwarded: list[str] = []
+    for name, value in headers:
+        if name == b"x-forwarded-for":
+            forwarded_for += [hop.strip() for hop in value.decode("latin-1").split(",")]
+        elif name == b"forwarded":
+            forwarded += _forwarded_for(value.decode("latin-1"))
+    hops = forwarded_for if forwarded_for else forwarded
+    return [_strip_port(hop) for hop in hops if hop]
+
+
+def _forwarded_for(value: str) -> list[str]:
+    """The `for=` of each element of an RFC 7239 Forwarded header, in order (quoted strings hold no commas here)."""
+    hops = []
+    for element in value.split(","):
+        for pair in element.split(";"):
+            key, _, token = pair.strip().partition("=")
+            if key.strip().lower() == "for":
+                hops.append(token.strip().strip('"'))
+    return hops
+
+
+def _strip_port(hop: str) -> str:
+    """`[2001:db8::1]:4711` → `2001:db8::1`, `192.0.2.1:80` → `192.0.2.1`; a bare IPv6 address stays whole."""
+    if hop.startswith("["):
+        return hop[1 : hop.find("]")] if "]" in hop else hop
+    if hop.count(":") == 1:
+        return hop.partition(":")[0]
+    return hop
+
+
 class PrivacyMiddleware:
     """Strip the client address and non-allowlisted headers; add security headers; refuse cookies.
 
@@ -98,9 +172,12 @@ class PrivacyMiddleware:
     FORM_PAGE_HEADER, which never leaves this layer) may use the microphone, from its own origin only.
     """
 
-    def __init__(self, app: ASGIApp, *, csp: str, sources: SourceKeys | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, csp: str, sources: SourceKeys | None = None, trusted: TrustedProxies | None = None
+    ) -> None:
         self.app = app
         self.sources = sources or SourceKeys()
+        self.trusted = trusted or TrustedProxies(())
         self.security_headers = security_headers(csp)
         self.form_headers = security_headers(csp, form=True)
 
@@ -112,7 +189,10 @@ class PrivacyMiddleware:
         client = scope.get("client")
         # Only a submitted tip is counted per source; a page view needs no key (the HMAC is per-request work).
         posted = scope.get("method") == "POST"
-        scope[SOURCE_KEY] = self.sources(str(client[0])) if client and posted else None
+        if client and posted:
+            scope[SOURCE_KEY] = self.sources(self.trusted.client(str(client[0]), scope["headers"]))
+        else:
+            scope[SOURCE_KEY] = None
         scope["client"] = None
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k in ALLOWED_REQUEST_HEADERS]
 

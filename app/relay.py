@@ -4,6 +4,7 @@ sender sees."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -11,11 +12,12 @@ from typing import Literal
 from app import receipts, tips
 from app.answers.bound import DerivationBound
 from app.attachments import TOO_LARGE, AttachmentError, Busy, Cleaner, Upload
-from app.categories import RECEIPT_TAGS
+from app.categories import CATEGORIES, RECEIPT_TAGS
 from app.delivery import DeliveryError, Mailer
 from app.guard import Guard
 from app.i18n import N_
 from app.mail import Composer
+from app.metrics import UNKNOWN_CATEGORY, Metrics
 from app.settings import Post
 
 logger = logging.getLogger(__name__)
@@ -54,11 +56,15 @@ class Outcome:
     sent again) and `decoy` (a bot's: a made-up receipt, nothing sent). The others give the form back: `invalid`
     and `too_large` (the body was over its limit and its files were dropped) with `problems`; `failed` (not
     accepted by the mail server), `expired` (open too long, or signed with another key), `changed` (this form was
-    sent before with other content), `limited` (a rate limit) and `busy` (no memory left for files) with a notice.
+    sent before with other content), `limited` (a rate limit) and `busy` (no memory left for files) with a notice;
+    so do the mail server's refusals for good, which sending again cannot change: `too_large_to_mail` (the email was
+    too big for it: fewer or smaller files may go) and `refused` (the post cannot receive tips for now); and
+    `unavailable` (the guard's storage did not answer: nothing was sent, and sending again may work).
     A form given back carries `token`, and `files_again` when the sender's files must be chosen again."""
 
     status: Literal[
-        "delivered", "repeat", "decoy", "invalid", "failed", "expired", "changed", "limited", "busy", "too_large"
+        "delivered", "repeat", "decoy", "invalid", "failed", "expired", "changed", "limited", "busy", "too_large",
+        "too_large_to_mail", "refused", "unavailable",
     ]
     values: dict[str, str]
     receipt: str = ""
@@ -73,6 +79,7 @@ class Relay:
     def __init__(
         self, composer: Composer, mailer: Mailer | None, *, max_text_chars: int, guard: Guard, cleaner: Cleaner,
         answers: DerivationBound | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.answers = answers  # answers on: each tip's code gets its key pair (tens of ms, in a worker thread)
         self.composer = composer
@@ -80,8 +87,20 @@ class Relay:
         self.max_text_chars = max_text_chars
         self.guard = guard
         self.cleaner = cleaner
+        self.metrics = metrics
 
     async def submit(self, post: Post, form: Form, language: str, source: str | None = None) -> Outcome:
+        """Take one submission to its end; what became of it is counted (by post, category and reason only)."""
+        outcome = await self._submit(post, form, language, source)
+        if self.metrics is not None:
+            _count(self.metrics, post.slug, outcome)
+        return outcome
+
+    def _timed(self, started: float, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.smtp_seconds.labels(outcome).observe(time.perf_counter() - started)
+
+    async def _submit(self, post: Post, form: Form, language: str, source: str | None) -> Outcome:
         # Bots get the page people get (with a decoy receipt), before anything is read; an expired form (or one
         # whose token another key signed) comes back with a fresh token.
         check = self.guard.screen(post, form.fields)
@@ -114,7 +133,9 @@ class Relay:
         ticket = await self.guard.admit(post, check, values, form.uploads, source, receipt)
         if ticket.status != "send":
             files_again = had_files and ticket.status != "repeat"
-            return Outcome(ticket.status, values, receipt=ticket.receipt, token=check.token, files_again=files_again)
+            # The guard could not decide (its storage did not answer): nothing was sent, and sending again may work.
+            status = "unavailable" if ticket.status == "failed" else ticket.status
+            return Outcome(status, values, receipt=ticket.receipt, token=check.token, files_again=files_again)
         delivered = False
         try:
             # Decoding and re-encoding runs after the rate limits, so a flood cannot spend the CPU on it.
@@ -132,16 +153,48 @@ class Relay:
             del attachments  # the email holds them now: no second copy while it is handed over
             if self.mailer is None:
                 raise RuntimeError("the mailer is not started")
-            await self.mailer.send(message)
+            started = time.perf_counter()
+            try:
+                await self.mailer.send(message)
+            except DeliveryError:
+                self._timed(started, "failed")
+                raise
+            self._timed(started, "delivered")
             delivered = True
         except DeliveryError as exc:
             # One line, the reason only: no content, no receipt, nothing about the sender.
             logger.error("tip for post %s NOT delivered: %s", post.slug, exc.reason)
-            return Outcome("failed", values, token=check.token, files_again=had_files)
+            # Refused for good: sending the same again cannot work, so the sender is told what can.
+            if exc.transient:
+                return Outcome("failed", values, token=check.token, files_again=had_files)
+            refusal: Literal["too_large_to_mail", "refused"] = "too_large_to_mail" if exc.too_large and had_files \
+                else "refused"
+            return Outcome(refusal, values, token=check.token, files_again=had_files)
         finally:
             await self.guard.settle(ticket, delivered=delivered)
         logger.info("tip for post %s delivered", post.slug)
         return Outcome("delivered", values, receipt=receipt)
+
+
+# What each outcome is counted as: a counter of its own, or a reason tips were refused for (app/metrics.py).
+_REFUSED = {"invalid": "invalid", "too_large": "too_large", "busy": "busy", "expired": "expired", "changed": "changed",
+            "failed": "mail_transient", "too_large_to_mail": "mail_too_large", "refused": "mail_refused",
+            "unavailable": "unavailable"}
+
+
+def _count(metrics: Metrics, post: str, outcome: Outcome) -> None:
+    if outcome.status == "delivered":
+        metrics.delivered.labels(post, outcome.values["category"]).inc()
+    elif outcome.status == "decoy":
+        metrics.decoys.labels(post).inc()
+    elif outcome.status == "repeat":
+        metrics.repeats.labels(post).inc()
+    elif outcome.status == "limited":
+        metrics.rate_limited.labels(post).inc()
+    else:
+        category = outcome.values.get("category", "")
+        category = category if category in CATEGORIES else UNKNOWN_CATEGORY
+        metrics.refused.labels(post, category, _REFUSED[outcome.status]).inc()
 
 
 def file_problems(uploads: list[Upload], error: AttachmentError | None = None) -> list[tips.Problem]:

@@ -44,11 +44,19 @@ BUSY = N_(
     "Too many files are being sent right now. Not sent yet: please wait a few minutes, choose the files again "
     "and press Send."
 )
+# The mail server refused the tip for good: sending the same again cannot work, so the sender is told what can.
+MAIL_TOO_LARGE = N_(
+    "Not sent: the post's mailbox cannot take this much. Send a shorter voice recording or fewer photos."
+)
+MAIL_REFUSED = N_(
+    "Not sent: the post cannot receive tips right now. Keep what you wrote and try again another day."
+)
 # Form given back, by outcome: (notice, HTTP status). An expired form is a 409: the text is fine, the token is stale.
 # A form sent again with other content (edited after a lost answer) is a 409 too: sending it makes a new message.
 GIVEN_BACK = {
     "expired": (EXPIRED, 409), "changed": (CHANGED, 409), "limited": (LIMITED, 429), "failed": (NOT_SENT, 503),
-    "busy": (BUSY, 503),
+    "busy": (BUSY, 503), "unavailable": (NOT_SENT, 503), "too_large_to_mail": (MAIL_TOO_LARGE, 413),
+    "refused": (MAIL_REFUSED, 503),
 }
 # Form given back with problems at their fields, by outcome: HTTP status (a body over its limit lost its files).
 WITH_PROBLEMS = {"invalid": 422, "too_large": 413}

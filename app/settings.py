@@ -1,86 +1,28 @@
-"""Configuration: one typed `Settings` from `TIPBOX_*` variables, and the posts it serves."""
+"""Configuration: one typed `Settings` from `TIPBOX_*` variables, and the posts it serves (`app.posts`)."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 import ssl
-import tomllib
-import unicodedata
-from dataclasses import dataclass
-from email.errors import HeaderParseError
-from email.headerregistry import Address
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import limits
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import ErrorDetails
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app import i18n
+from app.posts import SLUG, check_address, one_line, read_posts_file
+from app.posts import ConfigError as ConfigError  # the posts' types, known to the rest of the app from here
+from app.posts import Post as Post
 
-_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 _PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "dev", "development", "tipbox", "xxx"}
 _MIN_SECRET_CHARS = 32
 DEMO_SLUG = "demo"
+SINGLE_POST = ("post", "Đồn Biên phòng")  # the slug and name of a post set with TIPBOX_MAILBOX alone
 DEV_REPLY_TO = "answers@tipbox.invalid"
-
-
-class ConfigError(Exception):
-    """A setting is wrong; the message is one line naming it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Post:
-    """A border-guard post: its form lives at /p/{slug} and its tips go to `mailbox`."""
-
-    slug: str
-    name: str
-    mailbox: str
-    languages: tuple[str, ...]
-    officers: tuple[str, ...] = ()  # addresses, or "*@domain"
-
-    @property
-    def default_language(self) -> str:
-        return self.languages[0]
-
-    @property
-    def answerers(self) -> tuple[str, ...]:  # who may answer: the officers listed, or the post's mailbox
-        return self.officers or (self.mailbox,)
-
-
-def check_address(value: str, setting: str) -> str:
-    """`value` as one plain ASCII mailbox address (no display name, no list, no CR/LF); an internationalised domain
-    is IDNA-encoded (`bộ-đội.vn` → `xn--b-i-...`), a local part outside ASCII refused (SMTPUTF8 is not assumed)."""
-    value = value.strip()
-    if not value.rpartition("@")[0].isascii():
-        raise ConfigError(
-            f"{setting}: {value!r} has letters outside ASCII before the @, which mail servers without SMTPUTF8 "
-            "refuse; use an ASCII address for this mailbox"
-        )
-    try:
-        address = Address(addr_spec=value)
-    except (HeaderParseError, ValueError, IndexError) as exc:
-        raise ConfigError(f"{setting}: {value!r} is not an email address") from exc
-    if not address.username or not address.domain or address.addr_spec != value:
-        raise ConfigError(f"{setting}: {value!r} is not an email address")
-    if address.domain.isascii():
-        return value
-    try:
-        domain = address.domain.encode("idna").decode("ascii").lower()
-    except UnicodeError as exc:
-        raise ConfigError(f"{setting}: {value!r} has a domain that cannot be IDNA-encoded") from exc
-    return f"{address.username}@{domain}"
 
 
 class Settings(BaseSettings):
@@ -122,14 +64,31 @@ class Settings(BaseSettings):
     imap_poll_seconds: float = Field(default=60.0, ge=1, le=3600)
     answers_store: str | None = None
     answer_days: int = Field(default=90, ge=1, le=3650)
+    # Deployment (docs/deploy.md): the proxies whose X-Forwarded-For is believed, the metrics' address, and the
+    # name and address of a single post set with TIPBOX_MAILBOX.
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+    metrics_address: str | None = None
+    post_name: str | None = None
+    post_slug: str | None = None
 
     @field_validator(
         "smtp_host", "smtp_username", "mail_from", "mailbox", "public_url", "source_rate", "reply_to", "imap_host",
-        "imap_username", "answers_store", mode="before"
+        "imap_username", "answers_store", "metrics_address", "post_name", "post_slug", mode="before"
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        items = value.replace(",", " ").split() if isinstance(value, str) else value  # "127.0.0.1, 10.0.0.0/8"
+        for item in items if isinstance(items, list | tuple) else ():
+            try:
+                ipaddress.ip_network(str(item), strict=False)
+            except ValueError:
+                raise ConfigError(f"TIPBOX_TRUSTED_PROXIES: {item!r} is not an address or network") from None
+        return tuple(items) if isinstance(items, list) else items
 
     @field_validator("mail_from", "mailbox", "reply_to", mode="after")
     @classmethod
@@ -166,7 +125,32 @@ class Settings(BaseSettings):
             raise ConfigError("TIPBOX_IMAP_HOST: needs TIPBOX_IMAP_USERNAME, TIPBOX_IMAP_PASSWORD and TIPBOX_REPLY_TO")
         if not re.match(r"^(sqlite:///\S+|rediss?://\S+)$", store := self.answers_store_url):
             raise ConfigError(f"TIPBOX_ANSWERS_STORE: {store!r} is neither sqlite:///path nor redis://host:port/db")
+        self._check_single_post()
+        self.metrics_bind  # noqa: B018 - parsed now: a bad value stops start-up with one line
         return self
+
+    def _check_single_post(self) -> None:
+        """A posts file names every post; TIPBOX_MAILBOX (with TIPBOX_POST_NAME, TIPBOX_POST_SLUG) the only one. Not
+        both: one of them would be silently ignored."""
+        for name in ("mailbox", "post_name", "post_slug"):
+            if self.posts_file is not None and getattr(self, name) is not None:
+                raise ConfigError(f"TIPBOX_{name.upper()}: set either TIPBOX_POSTS_FILE (several posts) or "
+                                  "TIPBOX_MAILBOX with TIPBOX_POST_NAME and TIPBOX_POST_SLUG (one post), not both")
+        if self.post_slug is not None and not SLUG.match(self.post_slug):
+            raise ConfigError(f"TIPBOX_POST_SLUG: {self.post_slug!r} must be 1-32 lowercase letters, digits or '-'")
+        if self.post_name is not None and not one_line(self.post_name):
+            raise ConfigError("TIPBOX_POST_NAME: must be one line of text")
+
+    @property
+    def metrics_bind(self) -> tuple[str, int] | None:
+        """Where metrics are served, from TIPBOX_METRICS_ADDRESS (`9108` is loopback), or None: not served."""
+        if self.metrics_address is None:
+            return None
+        host, _, port = self.metrics_address.strip().rpartition(":")
+        host = host.strip("[]") if host else "127.0.0.1"
+        if not port.isdigit() or not 0 < int(port) < 65536 or not host:
+            raise ConfigError(f"TIPBOX_METRICS_ADDRESS: {self.metrics_address!r} is not PORT or HOST:PORT")
+        return host, int(port)
 
     @property
     def dev_mode(self) -> bool:
@@ -222,12 +206,13 @@ class Settings(BaseSettings):
         languages = i18n.available_languages(self.locales_dir)
         posts: dict[str, Post] = {}
         if self.posts_file is not None:
-            posts = _read_posts_file(self.posts_file, languages)
-        if self.mailbox is not None and not posts:
-            posts = {"post": Post("post", "Đồn Biên phòng", self.mailbox, ("vi", "hmn"))}
+            posts = read_posts_file(self.posts_file, languages)
+        if self.mailbox is not None:
+            slug, name = self.post_slug or SINGLE_POST[0], (self.post_name or SINGLE_POST[1]).strip()
+            posts = {slug: Post(slug, name, self.mailbox, ("vi", "hmn"))}
         if not posts and self.dev_mode:
-            demo = Post(DEMO_SLUG, "Đồn Biên phòng (thử nghiệm)", "officer@tipbox.invalid", ("vi", "hmn"))
-            posts = {DEMO_SLUG: demo}
+            slug, name = self.post_slug or DEMO_SLUG, (self.post_name or "Đồn Biên phòng (thử nghiệm)").strip()
+            posts = {slug: Post(slug, name, "officer@tipbox.invalid", ("vi", "hmn"))}
         if not posts:
             raise ConfigError("TIPBOX_POSTS_FILE: no post configured")
         return posts
@@ -248,87 +233,6 @@ def _check_ca_file(path: Path) -> None:
         ssl.create_default_context(cafile=str(path))
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"TIPBOX_SMTP_CA_FILE: cannot read CA certificates from {path}: {exc}") from exc
-
-
-class _PostEntry(BaseModel):
-    """One `[posts.<slug>]` table of the posts file; a key not listed here is refused by name."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    mailbox: str
-    languages: list[str] = Field(default=["vi", "hmn"], min_length=1)
-    officers: list[str] = Field(default=[], max_length=100)
-
-    @field_validator("name")
-    @classmethod
-    def _one_line(cls, name: str) -> str:
-        # It goes into the Subject header: one line, no control or separator characters.
-        if not name.strip() or any(unicodedata.category(c)[0] in "CZ" and c != " " for c in name):
-            raise ValueError("must be one line of text")
-        return name.strip()
-
-
-class _PostsFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    posts: dict[str, _PostEntry] = Field(min_length=1)
-
-
-def _read_posts_file(path: Path, languages: frozenset[str]) -> dict[str, Post]:
-    setting = "TIPBOX_POSTS_FILE"
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{setting}: cannot read {path}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{setting}: {path} is not valid TOML: {exc}") from exc
-    try:
-        table = _PostsFile.model_validate(data).posts
-    except ValidationError as exc:
-        # An unknown key first: a misspelt one ("mailbx") also makes the right one missing.
-        errors = sorted(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
-        raise ConfigError(f"{setting}: {_where(errors[0])}") from None
-    posts: dict[str, Post] = {}
-    for slug, entry in table.items():
-        where = f"{setting}: [posts.{slug}]"
-        if not _SLUG.match(slug):
-            raise ConfigError(f"{where}: the slug must be 1-32 lowercase letters, digits or '-'")
-        mailbox = check_address(entry.mailbox, f"{where} mailbox")
-        unknown = [x for x in entry.languages if x not in languages]
-        if unknown:
-            raise ConfigError(f"{where}: no catalog for language {unknown[0]!r} (have {sorted(languages)})")
-        officers = tuple(_officer(value, f"{where} officers") for value in entry.officers)
-        posts[slug] = Post(slug, entry.name, mailbox, tuple(entry.languages), officers)
-    return posts
-
-
-def _officer(value: str, setting: str) -> str:
-    """One entry of a post's `officers`: an address, or `*@domain` for every address of a domain."""
-    if value.strip().startswith("*@"):
-        return "*@" + check_address("x" + value.strip()[1:], setting).partition("@")[2]
-    return check_address(value, setting)
-
-
-def _where(error: ErrorDetails) -> str:
-    """One pydantic error of the posts file as a line naming the table and key: "[posts.ncs] 'mailbx': unknown key"."""
-    loc = [str(part) for part in error["loc"]]
-    if not loc or loc[0] != "posts":
-        key = loc[0] if loc else "?"
-        return f"{key!r}: unknown key (the file holds [posts.<slug>] tables)" if error["type"] == "extra_forbidden" \
-            else "no [posts.<slug>] table"
-    if len(loc) < 2:
-        return "no [posts.<slug>] table"
-    table = f"[posts.{loc[1]}]"
-    if len(loc) < 3:
-        return f"{table}: must be a table with 'name' and 'mailbox'"
-    key = loc[2]
-    if error["type"] == "extra_forbidden":
-        return f"{table}: unknown key {key!r} (allowed: {', '.join(_PostEntry.model_fields)})"
-    if error["type"] == "missing":
-        return f"{table}: {key!r} is required"
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{table}: {key!r} {message[:1].lower()}{message[1:]}"
 
 
 def load_settings(**overrides: object) -> Settings:

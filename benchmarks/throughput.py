@@ -4,7 +4,8 @@ On 127.0.0.1 it starts (a) a bare Starlette `PlainTextResponse` app and (b) `tip
 production uvicorn settings, and (c) a real aiosmtpd sink in a process of its own. wrk drives the GET form page
 (ratio to (a)) and tip POSTs that end in SMTP 250 and the success page (ratio to raw aiosmtplib sending the same
 message to the same sink over as many connections, a new one per message: the relay's floor). It reports RSS
-before and after the load and the bytes each page takes on the wire, and writes its section of docs/benchmarks.md.
+before and after the load and the bytes each page takes on the wire, and writes them to build/bench/throughput.md
+(untracked: the curated table in docs/benchmarks.md is edited by hand from it).
 
 The server under test is pinned to one core and wrk and the sink to the other (`--no-pin` to let the scheduler
 place them). Each measurement runs `--rounds` times; a ratio always compares two figures of the same round.
@@ -36,7 +37,7 @@ from _report import Layout, Measurement
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 LUA = HERE / "_wrk.lua"
-DOC = ROOT / "docs" / "benchmarks.md"
+RESULTS = ROOT / "build" / "bench" / "throughput.md"  # /build/ is gitignored
 SENDER, MAILBOX = "tipbox@bench.invalid", "post@bench.invalid"
 LIFTED_RATE = "1000000/hour"
 CAPTURE_MAX = 500_000
@@ -59,7 +60,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=15.0,
                         help="before each measurement, wait up to this many seconds for both cores to be quiet")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="afterwards, sample tipbox with py-spy into DIR")
-    parser.add_argument("--no-docs", action="store_true", help="print the section; do not write docs/benchmarks.md")
+    parser.add_argument("--no-docs", action="store_true", help="print the section only; write no results file")
     args = parser.parse_args(argv)
     if not 1 <= args.duration <= 10 or not 1 <= args.rounds <= 5:
         parser.error("--duration must be 1-10 s and --rounds 1-5 (the machine is shared)")
@@ -537,8 +538,8 @@ def main(argv: list[str] | None = None) -> int:
         text = _report.section(bench, command, LIFTED_RATE)
     print(text)
     if not args.no_docs:
-        _report.write_section(DOC, text)
-        _log(f"wrote {DOC.relative_to(ROOT)}")
+        _report.write_section(RESULTS, text)
+        _log(f"wrote {RESULTS.relative_to(ROOT)} (docs/benchmarks.md is edited by hand)")
     return 0
 
 

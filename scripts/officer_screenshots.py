@@ -71,7 +71,7 @@ def _emails() -> list[EmailMessage]:
         (_tip("theft", "Mất trộm hai con trâu đêm qua.", "Bản Sả Lùng", "Đêm qua", 30, 3), []),
     ]
     wires = [composer.compose(tip, files).data for tip, files in tips]
-    return [email.message_from_bytes(wire, policy=email.policy.default) for wire in wires]  # type: ignore[misc]
+    return [email.message_from_bytes(wire, policy=email.policy.default) for wire in wires]
 
 
 def _body(message: EmailMessage) -> str:
@@ -97,8 +97,8 @@ def _text(value: object) -> str:
 
 
 def _folders() -> list[str]:
-    made = [folder.name for folder in filters.sorting(SENDER, POST).folders]
-    return [*made, filters.folder_name(filters.VERIFIED), filters.folder_name(filters.HANDLED)]
+    rules = filters.sorting(SENDER)
+    return [*(folder.name for folder in rules.folders), *rules.by_hand]
 
 
 _GMAIL_CSS = """

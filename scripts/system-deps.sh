@@ -12,6 +12,12 @@ declare -A NEED=(
   [zbarimg]=zbar-tools
   [postfix]=postfix
   [dovecot]=dovecot-imapd
+  [nginx]=nginx
+  [caddy]=caddy
+  [systemd-analyze]=systemd
+  [nft]=nftables
+  [docker-compose]=docker-compose
+  [ip]=iproute2
   [sievec]=dovecot-sieve
 )
 FONTS=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf

@@ -62,6 +62,8 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         }
         if sink is not None:
             values.update(smtp_host="127.0.0.1", smtp_port=sink.port, smtp_security=sink.security)
+        if "posts_file" in overrides:  # the posts come from the file: TIPBOX_MAILBOX with it is refused
+            values.pop("mailbox")
         values.update(overrides)
         return load_settings(**values)
 

@@ -128,7 +128,8 @@ class SieveMailbox:
     def conf(self) -> Path:
         return self.root / "dovecot.conf"
 
-    def start(self, users: list[str]) -> SieveMailbox:
+    def start(self, users: list[str], extra_conf: str = "") -> SieveMailbox:
+        """Start Dovecot for `users`; `extra_conf` is added to its configuration (a namespace, a setting)."""
         self.imap_port, self.lmtp_port = free_port(), free_port()
         for folder in ("run", "state", "mail", "home", "sieve"):
             (self.root / folder).mkdir()
@@ -140,6 +141,7 @@ class SieveMailbox:
                 instance=f"tipbox-sieve-{self.root.name}", root=self.root, domain=DOMAIN, uid=MAIL_UID,
                 imap_port=self.imap_port, lmtp_port=self.lmtp_port,
             )
+            + extra_conf
         )
         home = self.root / "home"
         (self.root / "users").write_text(
@@ -183,17 +185,22 @@ class SieveMailbox:
             refused = lmtp.sendmail(sender, [f"{user}@{DOMAIN}"], raw)
         assert not refused, refused
 
+    def create_folders(self, user: str, names: list[str]) -> None:
+        """Make and subscribe each folder, as a webmail's "new folder" or Thunderbird's does."""
+        with self.imap(user) as imap:
+            for name in names:
+                for command in (imap.create, imap.subscribe):
+                    status, said = command(f'"{imap_utf7(name)}"')
+                    assert status == "OK", (name, said)
+
     def folders(self, user: str) -> dict[str, list[bytes]]:
-        """Every folder of `user`'s mailbox (names decoded to UTF-8) with its messages, as stored."""
+        """What an officer's client shows of `user`'s mailbox: the INBOX and each subscribed folder (names decoded
+        to UTF-8), with its messages as stored. IMAP clients, phones and webmails list only subscribed folders."""
         found: dict[str, list[bytes]] = {}
-        with imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=10) as imap:
-            imap.login(f"{user}@{DOMAIN}", PASSWORD)
-            _, listed = imap.list()
-            for line in listed:
-                assert isinstance(line, bytes), listed
-                match = _LISTED.match(line.decode("ascii"))
-                assert match, line
-                wire_name = match.group(1)
+        with self.imap(user) as imap:
+            _, listed = imap.lsub()
+            names = [self._listed(line, listed) for line in listed if line is not None]
+            for wire_name in ["INBOX", *[name for name in names if name != "INBOX"]]:
                 status, _ = imap.select(f'"{wire_name}"', readonly=True)
                 assert status == "OK", wire_name
                 _, numbers = imap.search(None, "ALL")
@@ -205,6 +212,26 @@ class SieveMailbox:
                     messages.append(bytes(item[1]))
                 found[_from_imap_utf7(wire_name)] = messages
         return found
+
+    def all_folders(self, user: str) -> set[str]:
+        """Every folder of `user`'s mailbox, subscribed or not (names decoded to UTF-8)."""
+        with self.imap(user) as imap:
+            _, listed = imap.list()
+            return {_from_imap_utf7(self._listed(line, listed)) for line in listed}
+
+    @contextlib.contextmanager
+    def imap(self, user: str) -> Iterator[imaplib.IMAP4]:
+        """An IMAP session logged in as `user`."""
+        with imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=10) as imap:
+            imap.login(f"{user}@{DOMAIN}", PASSWORD)
+            yield imap
+
+    @staticmethod
+    def _listed(line: object, listed: object) -> str:
+        assert isinstance(line, bytes), listed
+        match = _LISTED.match(line.decode("ascii"))
+        assert match, line
+        return match.group(1)
 
     def _run(self, command: str, *args: str) -> None:
         output = self.root / "commands.log"

@@ -70,7 +70,9 @@ def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, aut
 class Sink:
     """One running SMTP server on 127.0.0.1 with its handler."""
 
-    def __init__(self, security: str = "none", tls: ssl.SSLContext | None = None, auth: bool = False) -> None:
+    def __init__(
+        self, security: str = "none", tls: ssl.SSLContext | None = None, auth: bool = False, size: int | None = None
+    ) -> None:
         self.handler = SinkHandler()
         self.port = free_port()
         self.security = security
@@ -82,6 +84,8 @@ class Sink:
         if auth:
             # aiosmtpd only knows about STARTTLS; on implicit TLS the whole connection is already encrypted.
             kwargs.update(auth_required=True, auth_require_tls=security == "starttls", authenticator=_authenticator)
+        if size is not None:  # the SIZE it advertises and enforces (aiosmtpd's default: 32 MiB)
+            kwargs["data_size_limit"] = size
         self.controller = Controller(self.handler, **kwargs)
 
     def start(self) -> Sink:

@@ -355,3 +355,25 @@ def webm_vorbis() -> bytes:
 @cache
 def webm() -> bytes:
     return encode("webm", "libopus", 48000, 1.0, metadata={**_TAGS, "location": LOCATION})
+
+
+def mp3_of_size(size: int) -> bytes:
+    """A voice note of at most `size` bytes (and within one frame of it): real MP3 frames, no tag. tipbox's cleaner
+    passes such a file through unchanged, so it makes an email of a known size."""
+    encoded = encode("mp3", "libmp3lame", 44100, 2.0)
+    from app.attachments import mp3 as cleaner
+
+    start = cleaner.first_frame(encoded)
+    assert start is not None
+    frames = []
+    pos = start
+    while length := cleaner._mp3_frame(encoded, pos):
+        frames.append(encoded[pos : pos + length])
+        pos += length
+    # The first frame may be the encoder's Info header, the last a short one: repeat the ones between.
+    body = b"".join(frames[1:-1])
+    data = body * (size // len(body)) + body[: size % len(body)]
+    end = 0
+    while (length := cleaner._mp3_frame(data, end)) and end + length <= len(data):
+        end += length
+    return data[:end]

@@ -5,6 +5,10 @@ its own queue and data directories, SMTP with STARTTLS on a free 127.0.0.1 port,
 delivers with its `virtual` agent to a Maildir; Dovecot (`dovecot -c CONF`, its own base directory) serves that
 Maildir over IMAP on another free loopback port, with plaintext login. A system-wide Postfix or Dovecot, if
 any, is neither read from nor touched. Starting either daemon needs root, as in CI.
+
+Postfix's main.cf is the deployment kit's (deploy/postfix/main.cf: its size limit, its relay restrictions) with
+only what a test instance needs set over it by `postconf -e` (`_MAIN_CF`: its own directories, port and TLS
+certificate, delivery to a local Maildir instead of the provider, no SASL towards a provider).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -31,6 +35,7 @@ from tests.mailsink import free_port
 DOMAIN = "post.test"
 OFFICER = f"officer@{DOMAIN}"
 PASSWORD = "officer-imap-password"
+KIT_MAIN_CF = Path(__file__).resolve().parent.parent / "deploy" / "postfix" / "main.cf"
 # The reply address of the answers tests (TIPBOX_REPLY_TO): a mailbox of its own, same password.
 ANSWERS = f"answers@{DOMAIN}"
 # Mail is stored as nobody:nogroup, present on every Debian system (Postfix and Dovecot both refuse root).
@@ -60,7 +65,7 @@ alias_database =
 biff = no
 smtpd_peername_lookup = no
 smtp_dns_support_level = disabled
-message_size_limit = 52428800
+smtp_sasl_auth_enable = no
 virtual_mailbox_limit = 0
 virtual_mailbox_domains = {domain}
 virtual_mailbox_base = {root}/mail
@@ -140,6 +145,8 @@ class MailSystem:
     dovecot: str = "dovecot"
     smtp_port: int = 0
     imap_port: int = 0
+    # main.cf settings set over the kit's and `_MAIN_CF`, e.g. {"message_size_limit": "10240000"}.
+    overrides: dict[str, str] = field(default_factory=dict)
 
     @property
     def ca_file(self) -> Path:
@@ -161,7 +168,10 @@ class MailSystem:
         chain.chmod(0o600)  # read by Postfix as root, before it drops privileges
 
         settings = {"root": root, "domain": DOMAIN, "uid": MAIL_UID, "gid": MAIL_GID}
-        (root / "postfix" / "main.cf").write_text(_MAIN_CF.format(**settings))
+        shutil.copyfile(KIT_MAIN_CF, root / "postfix" / "main.cf")
+        test_instance = [line for line in _MAIN_CF.format(**settings).splitlines() if line.strip()]
+        test_instance += [f"{name} = {value}" for name, value in self.overrides.items()]
+        self._run(str(Path(self.postfix).with_name("postconf")), "-c", str(root / "postfix"), "-e", *test_instance)
         (root / "postfix" / "master.cf").write_text(_MASTER_CF.format(port=self.smtp_port))
         (root / "postfix" / "mailboxes").write_text(f"{OFFICER} {DOMAIN}/officer/\n{ANSWERS} {DOMAIN}/answers/\n")
         conf = root / "dovecot" / "dovecot.conf"

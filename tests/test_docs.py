@@ -108,3 +108,23 @@ def test_no_module_imports_one_earlier_in_the_flow() -> None:
         if target in position and position[target] < position[_module(path)]
     ]
     assert backwards == []
+
+
+def test_the_readmes_poster_example_works_after_make_run(tmp_path: Path) -> None:
+    """The command the README gives runs as written on a fresh set-up (no settings: the demo post)."""
+    import os
+    import subprocess
+
+    from tests.helpers import require
+
+    require("pdftoppm", "poppler-utils")  # --png
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"after `make run`, for the demo post:\n`(\.venv/bin/tipbox poster [^`]+)`", readme)
+    assert command is not None
+    args = shlex.split(command.group(1))
+    env = {name: value for name, value in os.environ.items() if not name.startswith("TIPBOX_")}
+    done = subprocess.run([str(ROOT / args[0]), *args[1:]], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    out = Path(args[args.index("--out") + 1])
+    assert (tmp_path / out).read_bytes().startswith(b"%PDF") and (tmp_path / out.with_suffix(".png")).is_file()

@@ -9,18 +9,23 @@ import io
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
+from app import sizes
+from app.settings import Settings, load_settings
 from tests import media
 from tests.helpers import hidden_fields
 from tests.mailsink import free_port
@@ -205,3 +210,87 @@ def test_tip_and_follow_up_arrive_threaded_in_the_officers_mailbox(tipbox: str, 
         assert all("0912 345 678" not in str(value) for value in message.values())
         # tipbox handed the message over with STARTTLS.
         assert "ESMTPS" in str(received[0])
+
+
+# --- Size limits that agree (deploy/postfix/main.cf, app/sizes.py) ------------------------------------------------
+
+WIDE = "𠜎"  # four bytes in UTF-8, twelve in quoted-printable: the widest a typed character gets in the email
+
+
+def test_a_tip_at_the_largest_size_is_accepted_and_queued_by_the_kits_postfix(
+    tipbox: str, mail_system: MailSystem
+) -> None:
+    """Default settings (TIPBOX_MAX_UPLOAD_BYTES=20000000) and the kit's message_size_limit: the largest tip goes."""
+    limit = _postconf(mail_system, "message_size_limit")
+    assert limit == sizes.mta_size_limit(_settings_like_the_server()) == 28_000_000  # the kit's, not a test's
+    before = len(mail_system.fetch(0))
+    voice = media.mp3_of_size(20_000_000)
+    status, page = _request(tipbox + "/p/ncs")
+    assert status == 200, page
+    fields = {
+        **hidden_fields(page), "category": "smuggling", "what": (WIDE * 99 + "\n") * 50,
+        "where": WIDE * 300, "when": WIDE * 200, "contact": WIDE * 200,
+    }
+    boundary = f"----tipbox{secrets.token_hex(8)}"
+    body = b"".join(
+        [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+         for name, value in fields.items()]
+        + [f'--{boundary}\r\nContent-Disposition: form-data; name="voice"; filename="rec.mp3"\r\n'
+           f"Content-Type: audio/mpeg\r\n\r\n".encode(), voice, f"\r\n--{boundary}--\r\n".encode()]
+    )
+    status, page = _request(tipbox + "/p/ncs?lang=vi", body, f"multipart/form-data; boundary={boundary}")
+    assert status == 200 and 'id="receipt"' in page, page[-2000:]
+
+    raw = mail_system.fetch(before + 1, timeout=60)[-1]
+    largest = sizes.largest_email(_settings_like_the_server())
+    assert largest - 100_000 < len(raw) <= largest  # as large as an email can get, and within the bound
+    (attached,) = [part for part in _parse(raw).walk() if part.get_filename()]
+    assert attached.get_filename() == "voice-1.mp3" and attached.get_content() == voice
+
+
+def _settings_like_the_server() -> Settings:
+    """The settings the `tipbox` fixture serves with, as far as sizes go (the defaults, and its one post)."""
+    return load_settings(smtp_host="127.0.0.1", mail_from="tipbox@bienphong.test", mailbox=OFFICER,
+                         secret_key=secrets.token_urlsafe(32))
+
+
+def _postconf(system: MailSystem, name: str) -> int:
+    postconf = str(Path(system.postfix).with_name("postconf"))
+    done = subprocess.run([postconf, "-c", str(system.root / "postfix"), "-h", name], capture_output=True,
+                          text=True, check=True, timeout=30)
+    return int(done.stdout.strip())
+
+
+@pytest.fixture(scope="module")
+def stock_postfix(mail_system: MailSystem, ca: Any) -> Iterator[MailSystem]:
+    """Another Postfix, with Debian's stock message_size_limit (10240000) over the kit's."""
+    root = Path(tempfile.mkdtemp(prefix="tipbox-mta-small-", dir="/tmp"))
+    stock = {"message_size_limit": "10240000"}
+    system = MailSystem(root, ca, mail_system.postfix, mail_system.dovecot, overrides=stock)
+    try:
+        system.start()
+        yield system
+    finally:
+        system.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_postfix_with_a_lower_limit_stops_check_and_serve_naming_both_numbers(
+    stock_postfix: MailSystem, tmp_path: Path
+) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("TIPBOX_")}
+    env.update(
+        TIPBOX_SMTP_HOST="127.0.0.1", TIPBOX_SMTP_PORT=str(stock_postfix.smtp_port), TIPBOX_SMTP_SECURITY="starttls",
+        TIPBOX_SMTP_CA_FILE=str(stock_postfix.ca_file), TIPBOX_MAIL_FROM="tipbox@bienphong.test",
+        TIPBOX_MAILBOX=OFFICER, TIPBOX_SECRET_KEY=secrets.token_urlsafe(32),
+        TIPBOX_PUBLIC_URL="https://tip.bienphong.test",
+    )
+    largest = sizes.largest_email(_settings_like_the_server())
+    tipbox = str(Path(sys.executable).parent / "tipbox")
+    for command in (["check"], ["serve", "--host", "127.0.0.1", "--port", str(free_port())]):
+        done = subprocess.run([tipbox, *command], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert done.returncode != 0, (command, done.stdout, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, (command, done.stderr)
+        assert "10,240,000" in lines[0] and f"{largest:,}" in lines[0] and "TIPBOX_MAX_UPLOAD_BYTES" in lines[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,10 @@ import pytest
 from app import filters, i18n
 from app.categories import CATEGORIES
 from app.cli import build_parser
+from app.i18n import VIETNAM_TIME
+from app.mail import Attachment, Composer, Tip
+from app.settings import Post
+from tests.helpers import SECRET
 from tests.test_filters import thunderbird_rules
 from tests.tipmails import MAIL_FROM, Sent, sent
 
@@ -20,6 +25,7 @@ __all__ = ["sent"]  # the module fixture, collected from here
 DOCS = Path(__file__).parent.parent / "docs"
 GUIDE = (DOCS / "can-bo.md").read_text(encoding="utf-8")
 TRANSLATION = (DOCS / "officers.md").read_text(encoding="utf-8")
+NA_CO_SA = Post("ncs", "Đồn Biên phòng Na Cô Sa", "nacosa@example.vn", ("vi", "hmn"))
 GUIDES = pytest.mark.parametrize("text", [GUIDE, TRANSLATION], ids=["can-bo.md", "officers.md"])
 
 
@@ -52,12 +58,17 @@ def test_every_category_tag_is_the_catalogs_and_the_subjects(text: str, sent: li
 
 @GUIDES
 def test_every_folder_is_one_the_filters_make_and_each_is_named(text: str) -> None:
-    made = [folder.name for folder in filters.sorting(MAIL_FROM).folders]
-    by_hand = [filters.folder_name(filters.VERIFIED), filters.folder_name(filters.HANDLED)]
+    rules = filters.sorting(MAIL_FROM)
+    made = [folder.name for folder in rules.folders]
     named = set(re.findall(r"`(Tin báo - [^`]+)`", text))
-    assert named == set(made) | set(by_hand)
+    assert named == set(made) | set(rules.by_hand)
+    assert rules.by_hand == (filters.folder_name(filters.VERIFIED), filters.folder_name(filters.HANDLED))
     count = len(made)  # what Gmail and Thunderbird list after the import
     assert re.findall(r"(\d+) (?:bộ lọc|filters)\b", text) == [str(count), str(count)]
+    # The example of a post's own folder (`--post`) is one the command makes.
+    per_post = filters.sorting(MAIL_FROM, [NA_CO_SA], [NA_CO_SA.slug]).folders
+    example = re.findall(r'"(Tin báo - Đồn [^"]+)"', text)
+    assert example and set(example) <= {folder.name for folder in per_post}
 
 
 @GUIDES
@@ -77,22 +88,41 @@ def test_thunderbird_custom_headers_are_the_ones_its_rules_use(text: str) -> Non
     match = re.search(r"`mailnews\.customHeaders`\. [^`]*`([^`]+)`", text)
     assert match, "the guide gives the mailnews.customHeaders value"
     listed = {header.strip().casefold() for header in match.group(1).split(":")}
-    _, rules = thunderbird_rules(filters.thunderbird(filters.sorting(MAIL_FROM, None)))
-    used = {header for rule in rules for header in re.findall(r'"(x-tipbox-[\w-]+)"', rule["condition"])}
-    used |= {"x-tipbox-post"}  # --post adds it
+    rules = filters.sorting(MAIL_FROM, [NA_CO_SA], [NA_CO_SA.slug])  # --post adds X-Tipbox-Post
+    _, found = thunderbird_rules(filters.thunderbird(rules, "imap://officer@imap.example.vn/INBOX"))
+    used = {header for rule in found for header in re.findall(r'"(x-tipbox-[\w-]+)"', rule["condition"])}
     assert listed == used
 
 
 @GUIDES
-def test_each_line_of_the_sample_email_is_a_line_of_real_emails(text: str, sent: list[Sent]) -> None:
+def test_the_sample_email_is_what_tipbox_writes(text: str) -> None:
     blocks = re.findall(r"```\n(.*?)```", text, re.DOTALL)
     subject, body = blocks[0].strip(), blocks[1]
-    assert re.fullmatch(r"\[Tin báo\] \[[^\]]+\] Đồn Biên phòng Na Cô Sa · \d{4} \d{4} \d{4} \d{4}", subject)
-    texts = "\n".join(email.text for email in sent)
-    labels = [re.split(r" — |:| \(\d", line)[0] for line in body.splitlines() if line]
-    assert len(labels) == 10
-    for label in labels:
-        assert re.search(rf"^{re.escape(label)}\b", texts, re.MULTILINE), label
+    # The guide's example, written by tipbox's own templates: every line, blank line and footer as officers see it.
+    what = "Sáng chủ nhật có hai người lạ bán ma túy ở góc chợ phiên, gần hàng thịt.\nHọ đi xe máy, biển số tỉnh khác."
+    received = datetime(2026, 11, 30, 6, 30, tzinfo=VIETNAM_TIME)
+    tip = Tip(
+        NA_CO_SA, "drugs", what, "Chợ phiên bản Na Cô Sa", "Chủ nhật, khoảng 7 giờ sáng", "", "vi", received,
+        "4821 0937 5512 9634",
+    )
+    photo = Attachment("photo", 1, "photo-1.jpg", "image/jpeg", bytes(352_000))
+    draft = Composer(MAIL_FROM, SECRET.encode()).draft(tip, [photo])
+    assert body == draft.plain + "\n"
+    assert subject == dict(draft.headers)["Subject"]
+
+
+def test_the_outlook_rules_match_what_the_guide_says(sent: list[Sent]) -> None:
+    # "Subject includes" and "Message body includes" look for the exact characters.
+    outlook = _section(GUIDE, "### Outlook", "### Máy chủ thư")
+    tags = re.findall(r"`(\[Tin báo\] \[[^`]+\])`", outlook)
+    assert tags == ["[Tin báo] [Ma túy]"]
+    for label in CATEGORIES.values():
+        tag = f"[Tin báo] [{_vi(label)}]"
+        assert [email for email in sent if tag in email.subject] == [
+            email for email in sent if CATEGORIES[email.category] == label
+        ]
+    body = re.findall(r"`(Bổ sung[^`]+)`", outlook)
+    assert body and [email for email in sent if body[0] in email.text] == [email for email in sent if email.follow_up]
 
 
 def test_the_follow_up_lines_the_guide_quotes_are_in_a_real_follow_up(sent: list[Sent]) -> None:

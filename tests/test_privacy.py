@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 from app import rendering
 from app.guard import SOURCE_KEY
 from app.main import create_app
-from app.privacy import PrivacyMiddleware
+from app.privacy import PrivacyMiddleware, SourceKeys, TrustedProxies
 from app.settings import Settings
 from tests.helpers import form_fields, post_tip
 from tests.mailsink import Sink
@@ -137,3 +137,53 @@ def test_page_has_no_third_party_resource(client: TestClient) -> None:
     page = client.get("/").text
     for needle in ("http://", "https://", "//fonts", "<script src=\"//"):
         assert needle not in page
+
+
+def _keys_seen(trusted: TrustedProxies, requests: list[tuple[str, dict[str, str]]]) -> list[Any]:
+    """The source key the app got for each POST (peer address, headers), all under one hour's key."""
+    seen: list[tuple[Any, Any]] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((scope[SOURCE_KEY], scope["headers"]))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    app = PrivacyMiddleware(inner, csp="default-src 'none'", sources=SourceKeys(lambda: 1000.0), trusted=trusted)
+    for peer, headers in requests:
+        TestClient(app, client=(peer, 1)).post("/", headers=headers, data={"what": "x"})
+    for _, headers in seen:  # the forwarding headers never reach the app
+        assert {name for name, _ in headers}.isdisjoint({b"x-forwarded-for", b"forwarded", b"x-real-ip"})
+    return [key for key, _ in seen]
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_is_the_source() -> None:
+    proxy = TrustedProxies(["127.0.0.1", "10.0.0.0/8"])
+    direct_a, direct_b, via_a, via_b, via_a_again, chain, rfc7239, v6 = _keys_seen(proxy, [
+        ("198.51.100.7", {}),
+        ("198.51.100.8", {}),
+        ("127.0.0.1", {"X-Forwarded-For": "198.51.100.7"}),
+        ("127.0.0.1", {"X-Forwarded-For": "198.51.100.8"}),
+        # What the phone wrote on the left is not believed: the right-most hop that is not a proxy is.
+        ("127.0.0.1", {"X-Forwarded-For": "203.0.113.1, 198.51.100.7"}),
+        ("10.0.0.1", {"X-Forwarded-For": "203.0.113.1, 198.51.100.8, 10.0.0.5"}),
+        ("127.0.0.1", {"Forwarded": 'for=203.0.113.1, for="198.51.100.7:4711";proto=https'}),
+        ("127.0.0.1", {"Forwarded": 'for="[2001:db8:cafe::17]:4711"'}),
+    ])
+    assert direct_a != direct_b
+    assert via_a == direct_a and via_b == direct_b and via_a_again == direct_a
+    assert chain == direct_b and rfc7239 == direct_a
+    assert v6 not in (direct_a, direct_b, None)
+
+
+def test_an_untrusted_peer_is_its_own_source_whatever_it_forwards() -> None:
+    keys = _keys_seen(TrustedProxies(["127.0.0.1"]), [
+        ("198.51.100.7", {}),
+        ("198.51.100.7", {"X-Forwarded-For": "203.0.113.9"}),
+        ("198.51.100.7", {"Forwarded": "for=203.0.113.10"}),
+    ])
+    assert len(set(keys)) == 1
+    # With no trusted proxy at all (the default), the proxy's own address is every sender's source.
+    nobody = _keys_seen(TrustedProxies([]), [
+        ("127.0.0.1", {"X-Forwarded-For": "198.51.100.7"}), ("127.0.0.1", {"X-Forwarded-For": "198.51.100.8"}),
+    ])
+    assert nobody[0] == nobody[1]

@@ -318,9 +318,9 @@ def test_a_form_given_back_for_another_reason_asks_for_the_files_again(
         limited = send(client, photo)  # the post's limit: 429, the text kept
         assert limited.status_code == 429 and WHAT in limited.text
         assert "hãy chờ một lúc rồi bấm nút Gửi một lần nữa. Ảnh, ghi âm chưa được gửi: hãy chọn lại." in limited.text
-    sink.handler.reply = "554 5.7.1 refused"
+    sink.handler.reply = "451 4.3.0 try later"
     with app_client(sink, make_settings) as (client, _site):
-        failed = send(client, photo)  # the mail server said no: 503, the text kept
+        failed = send(client, photo)  # the mail server said not now: 503, the text kept
         assert failed.status_code == 503
         assert "Chưa gửi được. Hãy bấm nút Gửi một lần nữa. Ảnh, ghi âm chưa được gửi" in failed.text
         assert send(client, []).status_code == 503
@@ -337,3 +337,46 @@ def test_a_bot_is_answered_before_its_fields_are_read(
     page = client.post("/", data={"hp_extra": "http://spam.example", "category": "drugs", "what": WHAT})  # no token
     assert page.status_code == 200 and 'id="receipt"' in page.text
     assert sink.handler.messages == []
+
+
+# The mail server's refusals for good: sending the same again cannot work, so the sender is told what can.
+TOO_LARGE_TO_MAIL = "Hãy gửi đoạn ghi âm ngắn hơn hoặc ít ảnh hơn."
+CANNOT_RECEIVE = "lúc này đồn chưa nhận được tin báo. Hãy giữ lại những gì bạn đã viết và thử lại vào hôm khác."
+SEND_AGAIN = "bấm Gửi lại"
+
+
+@pytest.mark.parametrize(
+    ("reply", "with_photo", "status", "notice"),
+    [
+        ("552 5.3.4 Message size exceeds fixed limit", True, 413, TOO_LARGE_TO_MAIL),  # Postfix's message_size_limit
+        ("552 5.3.4 Message size exceeds fixed limit", False, 503, CANNOT_RECEIVE),  # no files to leave out
+        ("552 5.2.2 Mailbox full", True, 503, CANNOT_RECEIVE),  # the other 552: fewer photos would not help
+        ("554 5.7.1 Relay access denied", True, 503, CANNOT_RECEIVE),
+        ("550 5.1.1 User unknown", False, 503, CANNOT_RECEIVE),
+    ],
+)
+def test_a_refusal_for_good_says_what_to_do_never_send_again(
+    sink: Sink, make_settings: Callable[..., Settings], reply: str, with_photo: bool, status: int, notice: str
+) -> None:
+    sink.handler.reply = reply
+    photo: Files = [("photo", ("a.jpg", media.jpeg(), "image/jpeg"))] if with_photo else []
+    with app_client(sink, make_settings) as (client, _):
+        page = send(client, photo, where="Chợ phiên Na Cô Sa")
+    assert page.status_code == status
+    assert notice in page.text and SEND_AGAIN not in page.text
+    assert WHAT in page.text and "Chợ phiên Na Cô Sa" in page.text  # everything typed is kept
+    assert ("Các tệp chưa được gửi: hãy chọn lại." in page.text) is with_photo
+    assert sink.handler.attempts == 1  # not retried: the answer would be the same
+
+
+def test_a_refused_login_is_for_good_too(
+    server_tls: Any, ca_file: Any, make_settings: Callable[..., Settings]
+) -> None:
+    secure = Sink("starttls", server_tls, auth=True).start()
+    try:
+        with app_client(secure, make_settings, smtp_username="post@example.vn", smtp_password="wrong",
+                        smtp_ca_file=ca_file) as (client, _):
+            page = send(client, [])
+    finally:
+        secure.stop()
+    assert page.status_code == 503 and CANNOT_RECEIVE in page.text and SEND_AGAIN not in page.text

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
-from app.settings import ConfigError, load_settings
+from app.main import create_app
+from app.settings import ConfigError, Settings, load_settings
+from tests.helpers import post_tip
+from tests.mailsink import Sink
 
 SECRET = "s" * 40
 PROD = {"smtp_host": "smtp.example.vn", "mail_from": "tipbox@example.vn", "mailbox": "post@example.vn",
@@ -125,14 +130,6 @@ def test_cli_prints_one_clear_line_and_fails(tmp_path: Path) -> None:
         assert len(lines) == 1 and "TIPBOX_SECRET_KEY" in lines[0]
 
 
-def test_cli_check_lists_the_posts(tmp_path: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", **{f"TIPBOX_{k.upper()}": v for k, v in PROD.items() if v}}
-    result = subprocess.run([sys.executable, "-m", "app.cli", "check"], env=env, capture_output=True, text=True,
-                            timeout=30, cwd=tmp_path, check=True)
-    assert "smtp.example.vn:587 (starttls)" in result.stdout
-    assert "post@example.vn" in result.stdout
-
-
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -160,3 +157,57 @@ def test_an_internationalised_domain_is_idna_encoded_everywhere(tmp_path: Path) 
     assert load_settings(**{**PROD, "mailbox": "Post@Hòm.VN"}).mailbox == "Post@xn--hm-2ja.vn"
     with pytest.raises(ConfigError, match=r"^TIPBOX_MAILBOX: 'bộ@b.vn' has letters outside ASCII"):
         load_settings(**{**PROD, "mailbox": "bộ@b.vn"})
+
+
+# -- Deployment settings (docs/deploy.md) --------------------------------------------------------------------------
+
+
+def test_a_single_post_can_be_named_and_placed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIPBOX_POST_NAME", "Đồn Biên phòng Na Cô Sa")
+    monkeypatch.setenv("TIPBOX_POST_SLUG", "ncs")
+    (post,) = load_settings(**PROD).load_posts().values()
+    assert (post.slug, post.name, post.mailbox) == ("ncs", "Đồn Biên phòng Na Cô Sa", "post@example.vn")
+    (default,) = load_settings(**PROD, post_name=None, post_slug=None).load_posts().values()
+    assert (default.slug, default.name) == ("post", "Đồn Biên phòng")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"posts_file": "posts.toml"}, "TIPBOX_MAILBOX: set either TIPBOX_POSTS_FILE (several posts) or"),
+        ({"mailbox": None, "posts_file": "posts.toml", "post_name": "Na Cô Sa"}, "TIPBOX_POST_NAME: set either"),
+        ({"post_slug": "Na Cô Sa"}, "TIPBOX_POST_SLUG: 'Na Cô Sa' must be 1-32 lowercase letters"),
+        ({"post_name": "Đồn\u2028Na Cô Sa"}, "TIPBOX_POST_NAME: must be one line of text"),
+        ({"trusted_proxies": "127.0.0.1, proxy.local"}, "TIPBOX_TRUSTED_PROXIES: 'proxy.local' is not an address"),
+        ({"metrics_address": "127.0.0.1:http"}, "TIPBOX_METRICS_ADDRESS: '127.0.0.1:http' is not PORT or HOST:PORT"),
+    ],
+)
+def test_deployment_mistakes_are_one_line(tmp_path: Path, overrides: dict[str, str | None], message: str) -> None:
+    _posts_file(tmp_path, "[posts.ncs]\nname='x'\nmailbox='a@b.vn'\n")
+    values = {**PROD, **{k: str(tmp_path / v) if k == "posts_file" and v else v for k, v in overrides.items()}}
+    with pytest.raises(ConfigError) as error:
+        load_settings(**values)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_trusted_proxies_and_the_metrics_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIPBOX_TRUSTED_PROXIES", "127.0.0.1, ::1 10.57.0.0/24")
+    monkeypatch.setenv("TIPBOX_METRICS_ADDRESS", "9108")
+    settings = load_settings(**PROD)
+    assert settings.trusted_proxies == ("127.0.0.1", "::1", "10.57.0.0/24")
+    assert settings.metrics_bind == ("127.0.0.1", 9108)  # a bare port is loopback
+    assert load_settings(**PROD, metrics_address="[::1]:9108").metrics_bind == ("::1", 9108)
+    assert load_settings(**PROD, metrics_address="0.0.0.0:9108").metrics_bind == ("0.0.0.0", 9108)
+    assert load_settings(**PROD, metrics_address="", trusted_proxies="").metrics_bind is None
+
+
+def test_the_single_posts_name_is_in_the_subject_and_its_slug_in_the_address(
+    sink: Sink, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(sink, post_name="Đồn Biên phòng Na Cô Sa", post_slug="ncs")
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/p/post").status_code == 404
+        assert post_tip(client, "/p/ncs", category="drugs", what="Có người bán ma túy").status_code == 200
+    (message,) = sink.handler.parsed()
+    assert str(message["Subject"]).startswith("[Tin báo] [Ma túy] Đồn Biên phòng Na Cô Sa · ")
+    assert message["X-Tipbox-Post"] == "ncs"

@@ -1,0 +1,143 @@
+"""What `tipbox check` (and `tipbox serve` as it starts) verify, so that the operator finds a problem before a resident.
+
+Each check gives lines to report and problems, one line each (the setting first where one is to blame). The SMTP
+check logs in as a tip would (EHLO, STARTTLS or TLS, AUTH) and sends nothing; it reads the server's SIZE and
+compares it with the largest email the settings allow (`app.sizes`). `--send-test` sends one short email to each
+post's mailbox, so the officers can see their mail arrives.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import secrets
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from app import i18n, mime, sizes
+from app.delivery import DeliveryError, Mailer, ServerReport, SmtpServer, Wire
+from app.i18n import N_
+from app.main import smtp_server
+from app.settings import Post, Settings
+
+TEST_SUBJECT = N_("tipbox test email for %(post)s")
+TEST_BODY = N_(
+    "This is a test email sent by `tipbox check --send-test`. Tips sent to %(post)s will arrive at this "
+    "address like this one. Nothing needs to be done."
+)
+_REDIS_SECONDS = 3.0
+
+
+@dataclass
+class Report:
+    """What the checks found: `lines` to show, `problems` that make the configuration unfit (one line each)."""
+
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+async def run(settings: Settings, *, send_test: bool = False) -> Report:
+    """Every check for `settings`: the public address, the SMTP server (and a test email), Redis."""
+    report = Report()
+    if not settings.dev_mode and settings.public_url is None:
+        report.problems.append(
+            "TIPBOX_PUBLIC_URL: required outside development (posters print it), e.g. https://tip.example.vn"
+        )
+    for name, value in sizes.figures(settings).items():
+        report.lines.append(f"  {name}: {value}")
+    server = smtp_server(settings)
+    if server is not None:
+        await _check_smtp(settings, server, report, send_test=send_test)
+    if settings.limits_storage.startswith(("redis://", "rediss://")):
+        await _check_redis(settings.limits_storage, "TIPBOX_LIMITS_STORAGE", report)
+    if settings.answers_on and settings.answers_store_url.startswith(("redis://", "rediss://")):
+        await _check_redis(settings.answers_store_url, "TIPBOX_ANSWERS_STORE", report)
+    return report
+
+
+async def _check_smtp(settings: Settings, server: SmtpServer, report: Report, *, send_test: bool) -> None:
+    where = f"TIPBOX_SMTP_HOST: {server.host}:{server.port} ({server.security})"
+    mailer = Mailer(server)
+    try:
+        found = await mailer.probe()
+    except DeliveryError as exc:
+        report.problems.append(f"{where}: {exc.reason}")
+        return
+    report.lines.append(f"  {where}: {describe(found)}")
+    too_large = sizes.too_large_for(settings, found.size)
+    if too_large is not None:
+        report.problems.append(f"TIPBOX_MAX_UPLOAD_BYTES: {too_large}")
+    if send_test:
+        for post in settings.load_posts().values():
+            try:
+                await mailer.send(test_email(settings, post))
+            except DeliveryError as exc:
+                report.problems.append(f"{where}: test email to {post.mailbox} (post {post.slug}): {exc.reason}")
+            else:
+                report.lines.append(f"  test email sent to {post.mailbox} (post {post.slug})")
+
+
+def describe(found: ServerReport) -> str:
+    """What the server showed, in one line: "EHLO, STARTTLS/TLS, AUTH accepted; SIZE 28000000"."""
+    steps = ["EHLO", *(["TLS"] if found.secured else []), *(["AUTH"] if found.authenticated else [])]
+    size = "no SIZE limit stated" if not found.size else f"SIZE {found.size:,} bytes"
+    return f"{', '.join(steps)} accepted; {size}"
+
+
+def test_email(settings: Settings, post: Post) -> Wire:
+    """A short plain-text email to `post`'s mailbox from the configured sender, in the officers' language."""
+    gettext = i18n.translations(i18n.OFFICER_LANGUAGE, settings.locales_dir).gettext
+    domain = settings.sender.rpartition("@")[2] or "localhost"
+    headers = [
+        mime.header("From", settings.sender),
+        mime.header("To", post.mailbox),
+        mime.header("Date", email.utils.formatdate(localtime=False)),
+        mime.header("Subject", gettext(TEST_SUBJECT) % {"post": post.name}, text=True),
+        mime.header("Message-ID", f"<{secrets.token_hex(16)}@{domain}>"),
+        mime.header("Auto-Submitted", "auto-generated"),
+        mime.header("X-Tipbox-Kind", "test"),
+    ]
+    data = mime.message(headers, mime.text_part("plain", gettext(TEST_BODY) % {"post": post.name}))
+    return Wire(settings.sender, (post.mailbox,), data)
+
+
+async def _check_redis(url: str, setting: str, report: Report) -> None:
+    import redis.asyncio
+    from redis.exceptions import RedisError
+
+    where = f"{setting}: Redis at {_without_password(url)}"
+    client = redis.asyncio.Redis.from_url(url, socket_timeout=_REDIS_SECONDS, socket_connect_timeout=_REDIS_SECONDS)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        report.problems.append(f"{where} does not answer ({type(exc).__name__})")
+    else:
+        report.lines.append(f"  {where}: PING answered")
+    finally:
+        await client.aclose()
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+async def startup(settings: Settings) -> tuple[str | None, str | None]:
+    """Before serving: (a problem that must stop the service, a warning to log). The SMTP server's SIZE must take
+    the largest email; a server that cannot be reached yet is a warning (it may be starting too), not a stop."""
+    server = smtp_server(settings)
+    if server is None:
+        return None, None
+    try:
+        found = await Mailer(server).probe()
+    except DeliveryError as exc:
+        if exc.transient:
+            return None, f"the SMTP server {server.host}:{server.port} cannot be reached yet ({exc.reason})"
+        return f"TIPBOX_SMTP_HOST: {server.host}:{server.port} ({server.security}): {exc.reason}", None
+    too_large = sizes.too_large_for(settings, found.size)
+    return (f"TIPBOX_MAX_UPLOAD_BYTES: {too_large}" if too_large else None), None
