@@ -365,7 +365,7 @@ def test_a_refusal_for_good_says_what_to_do_never_send_again(
     assert page.status_code == status
     assert notice in page.text and SEND_AGAIN not in page.text
     assert WHAT in page.text and "Chợ phiên Na Cô Sa" in page.text  # everything typed is kept
-    assert ("Các tệp chưa được gửi: hãy chọn lại." in page.text) is with_photo
+    assert ("Ảnh, ghi âm chưa được gửi: hãy chọn lại." in page.text) is with_photo
     assert sink.handler.attempts == 1  # not retried: the answer would be the same
 
 
