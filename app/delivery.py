@@ -1,18 +1,27 @@
-"""Handing a message to the SMTP server: delivered means the server answered 250 to DATA, nothing less."""
+"""Handing a message to the SMTP server: delivered means the server answered 250 to DATA, nothing less.
+
+A transaction has two halves. Until the message's final dot is sent nothing can have been delivered, so a failure
+there (refused connection, 4xx, a dropped link) is retried once. Once the dot is sent the server may have taken
+the message even if its answer never comes (a slow filter, a lost packet): a retry could deliver it twice, so
+there is none, and the caller is told it was `handed_over`. The answer to the dot is waited for longer than any
+other command's (`SmtpServer.data_timeout`): servers do their spam and virus checks before they answer it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import ssl
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import aiosmtplib
+from aiosmtplib.typing import Default, SMTPStatus
 
 logger = logging.getLogger(__name__)
 
@@ -24,14 +33,16 @@ class DeliveryError(Exception):
     """The SMTP server did not accept the message; `reason` is safe to log (no content, no recipient).
 
     `transient`: trying again may work (4xx, a timeout, a dropped connection). `too_large`: refused for good for
-    its size (552, or the enhanced codes 5.3.4 and 5.2.3), so the same message will never go.
+    its size (552, or the enhanced codes 5.3.4 and 5.2.3), so the same message will never go. `handed_over`: the
+    whole message was sent and no answer came; the server may have taken it (never retried).
     """
 
-    def __init__(self, reason: str, *, transient: bool, too_large: bool = False) -> None:
+    def __init__(self, reason: str, *, transient: bool, too_large: bool = False, handed_over: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.transient = transient
         self.too_large = too_large
+        self.handed_over = handed_over
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +65,7 @@ class SmtpServer:
     password: str | None = None
     ca_file: Path | None = None
     timeout: float = 20.0
+    data_timeout: float = 120.0  # for the answer to the message's final dot
 
 
 @cache
@@ -91,22 +103,28 @@ class Mailer:
 
     async def _send_once(self, data: bytes, sender: str, recipients: list[str]) -> None:
         server = self.server
+        client = _Client(
+            data_timeout=server.data_timeout,
+            hostname=server.host,
+            port=server.port,
+            username=server.username,
+            password=server.password,
+            use_tls=server.security == "tls",
+            start_tls=server.security == "starttls",
+            tls_context=self._tls_context,
+            local_hostname=self._local_hostname,
+            timeout=server.timeout,
+        )
         try:
-            await aiosmtplib.send(
-                data,
-                sender=sender,
-                recipients=recipients,
-                hostname=server.host,
-                port=server.port,
-                username=server.username,
-                password=server.password,
-                use_tls=server.security == "tls",
-                start_tls=server.security == "starttls",
-                tls_context=self._tls_context,
-                local_hostname=self._local_hostname,
-                timeout=server.timeout,
-            )
+            async with client:
+                await client.sendmail(sender, recipients, data)
         except (aiosmtplib.SMTPException, OSError) as exc:  # ssl.SSLError is an OSError
+            answered = isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code > 0
+            if client.handed_over and not answered:
+                reason = "no answer after the message was sent" if isinstance(exc, TimeoutError) else (
+                    "connection lost after the message was sent"
+                )
+                raise DeliveryError(reason, transient=False, handed_over=True) from exc
             raise _delivery_error(exc) from exc
 
     async def probe(self) -> ServerReport:
@@ -189,3 +207,42 @@ def _delivery_error(exc: BaseException) -> DeliveryError:
     if isinstance(exc, ssl.SSLError):
         return DeliveryError(f"TLS failed: {exc.reason}", transient=False)
     return DeliveryError(f"connection failed: {type(exc).__name__}", transient=True)
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib's client with its DATA command split where the message is handed over.
+
+    aiosmtplib sends DATA, the message and its final dot under one timeout and raises the same error whether the
+    server went quiet before the message or after it. Here DATA waits for its 354 under the command timeout; the
+    message with its final dot is written and `handed_over` set; only then is the answer waited for, under
+    `data_timeout`. `sendmail` (MAIL, RCPT, SIZE, RSET on a refusal) is aiosmtplib's own.
+    """
+
+    def __init__(self, *, data_timeout: float, **options: Any) -> None:
+        super().__init__(**options)
+        self.data_timeout = data_timeout
+        self.handed_over = False
+
+    async def data(
+        self, message: str | bytes, /, *, timeout: Any = Default.token  # noqa: ASYNC109 - aiosmtplib's signature
+    ) -> aiosmtplib.SMTPResponse:
+        start = await self.execute_command(b"DATA", timeout=timeout)
+        if start.code != SMTPStatus.start_input:
+            raise aiosmtplib.SMTPDataError(start.code, start.message)
+        if self.protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        body = message.encode("ascii") if isinstance(message, str) else message
+        body = _LEADING_DOT.sub(b"..", body if body.endswith(b"\r\n") else body + b"\r\n")  # lines are CRLF (Wire)
+        self.protocol.write(body + b".\r\n")
+        self.handed_over = True  # written with its final dot: from here the server may deliver it
+        try:
+            response = await self.protocol.read_response(timeout=self.data_timeout)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+            self.close()
+            raise
+        if response.code != SMTPStatus.completed:
+            raise aiosmtplib.SMTPDataError(response.code, response.message)
+        return response

@@ -7,7 +7,8 @@ never touch the disk, so tipbox parses the body itself and keeps every part in m
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
 from urllib.parse import parse_qsl
 
 from python_multipart.exceptions import FormParserError
@@ -26,9 +27,11 @@ MAX_URLENCODED_BYTES = 64 * 1024
 # A multipart body past its limit is read on (its files thrown away, its text kept, so the form comes back filled
 # in) up to this many times the limit; a body declared larger is refused unread.
 DISCARD_FACTOR = 4
-# A slow client may take BODY_GRACE_SECONDS, then must keep up MIN_BODY_RATE on average and never stall for
-# BODY_IDLE_SECONDS: a text tip has 30 s, a 20 MB upload over slow 3G still fits, a trickle gets 408 (docs/abuse.md).
-BODY_GRACE_SECONDS = 30.0
+# A body must bring MIN_BODY_RATE over every BODY_WINDOW_SECONDS (the first window counts from the start), and
+# never stall for BODY_IDLE_SECONDS: a text tip has 30 s, a 20 MB upload over slow 3G keeps well ahead, and a client
+# that sends 18 MB at once and then a byte every 10 s is cut off 30 s after its burst, not credited for it
+# (docs/abuse.md). A sliding window, not an average since the start: an average lets a burst buy an hour.
+BODY_WINDOW_SECONDS = 30.0
 BODY_IDLE_SECONDS = 15.0
 MIN_BODY_RATE = 8 * 1024
 
@@ -42,7 +45,9 @@ class FormError(Exception):
         self.reason = reason
 
 
-async def read_form(request: Request, limit: int, hold: Hold | None = None) -> Form:
+async def read_form(
+    request: Request, limit: int, hold: Hold | None = None, files_allowed: FilesAllowed | None = None
+) -> Form:
     """Parse the request body as urlencoded or multipart, with its files kept up to `limit` bytes of body.
 
     A multipart body past `limit` (declared or as it streams) keeps its text and loses its files
@@ -50,6 +55,8 @@ async def read_form(request: Request, limit: int, hold: Hold | None = None) -> F
     a body declared larger than that, or an urlencoded body over MAX_URLENCODED_BYTES, is refused (413).
     With a `hold`, every byte kept counts against the shared memory budget (`app.budget`): files that do not fit
     are dropped (`Form.over_budget`) and the text is still read; text that does not fit is a 503.
+    With `files_allowed`, a file's bytes are kept only if it says yes to the text fields read before the file (the
+    form's token comes first): a request without a token of ours takes no memory for files, whatever it sends.
     """
     size: int | None = None
     declared = request.headers.get("content-length")
@@ -71,23 +78,49 @@ async def read_form(request: Request, limit: int, hold: Hold | None = None) -> F
         boundary = options.get(b"boundary")
         if not boundary:
             raise FormError(400, "multipart without boundary")
-        return await _parse_multipart(request, boundary, limit, hold, too_large=size is not None and size > limit)
+        return await _parse_multipart(
+            request, boundary, limit, hold, files_allowed, too_large=size is not None and size > limit
+        )
     if size is not None and size > limit:
         raise FormError(413, "declared body over the limit")
     raise FormError(415, "not a form")
 
 
+class Pace:
+    """Whether a body keeps arriving: MIN_BODY_RATE over every window of BODY_WINDOW_SECONDS, the first from `start`,
+    and never BODY_IDLE_SECONDS without data. `deadline` is when it fails if nothing more arrives."""
+
+    def __init__(self, start: float) -> None:
+        self._window = BODY_WINDOW_SECONDS
+        self._least = MIN_BODY_RATE * BODY_WINDOW_SECONDS  # bytes every window must bring
+        self._arrivals: deque[tuple[float, int]] = deque([(start, 0)])  # (when, bytes received by then)
+        self._last = start
+        self.received = 0
+
+    def add(self, now: float, size: int) -> None:
+        self.received += size
+        self._last = now
+        self._arrivals.append((now, self.received))
+        # Arrivals that can never again be the start of a window short of bytes (later ones only raise the bar).
+        while len(self._arrivals) > 1 and self._arrivals[0][1] <= self.received - self._least:
+            self._arrivals.popleft()
+
+    def deadline(self) -> float:
+        """The window ending at T holds `received` minus what had arrived by T - window; it falls short once T - window
+        reaches the first arrival after which fewer than the window's bytes came."""
+        first = next(when for when, total in self._arrivals if total > self.received - self._least)
+        return min(first + self._window, self._last + BODY_IDLE_SECONDS)
+
+
 async def _stream(request: Request) -> AsyncIterator[bytes]:
-    """The body's chunks, under a deadline of BODY_GRACE_SECONDS plus a second per MIN_BODY_RATE bytes received."""
+    """The body's chunks, while it keeps its `Pace`."""
     stream = request.stream()
     loop = asyncio.get_running_loop()
-    start, grace = loop.time(), BODY_GRACE_SECONDS
-    received = 0
+    pace = Pace(loop.time())
     try:
         while True:
-            deadline = min(start + grace + received / MIN_BODY_RATE, loop.time() + BODY_IDLE_SECONDS)
             try:
-                async with asyncio.timeout_at(deadline):
+                async with asyncio.timeout_at(pace.deadline()):
                     chunk = await anext(stream)
             except StopAsyncIteration:
                 return
@@ -95,7 +128,7 @@ async def _stream(request: Request) -> AsyncIterator[bytes]:
                 raise FormError(408, "body arrived too slowly") from exc
             except ClientDisconnect as exc:
                 raise FormError(400, "client went away") from exc
-            received += len(chunk)
+            pace.add(loop.time(), len(chunk))
             yield chunk
     finally:
         await stream.aclose()
@@ -147,13 +180,19 @@ def _parse_urlencoded(body: bytes) -> Form:
     return form
 
 
+# Asked, when a file part begins, with the text fields read so far: may this request's files be kept?
+FilesAllowed = Callable[[Mapping[str, str]], bool]
+
+
 class _MultipartCollector:
     """Callbacks for python-multipart's streaming parser; everything stays in memory, counted by `hold`."""
 
-    def __init__(self, hold: Hold | None = None) -> None:
+    def __init__(self, hold: Hold | None = None, files_allowed: FilesAllowed | None = None) -> None:
         self.form = Form()
         self.ended = False
         self._hold = hold
+        self._files_allowed = files_allowed
+        self._files_ok = files_allowed is None  # once yes, yes for the rest of the body
         self._parts = 0
         self._header_field = bytearray()
         self._header_value = bytearray()
@@ -190,11 +229,21 @@ class _MultipartCollector:
     def _headers_finished(self) -> None:
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         self._file = b"filename" in options
+        if self._file and not self._files_ok and self._files_allowed is not None:
+            self._files_ok = self._files_allowed(self.form.fields)
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         size = end - start
         if self._file:
             self._file_bytes += size
+            if not self._files_ok:
+                # No token of ours before the file (none in a bot's form; a browser sends it first): its bytes are
+                # read past, never held. A form whose token came later is answered as when memory was short. A body
+                # of unknown length still gets no more than its allowance (413 past it), whatever it holds.
+                if self._hold is not None and not self._hold.shared and not self._hold.take(size):
+                    raise _over_budget(self._hold)
+                self.form.over_budget = True
+                return
             if self.form.over_budget or self.form.too_large:
                 return
             if self._hold is not None and not self._hold.take(size):
@@ -248,9 +297,10 @@ class _MultipartCollector:
 
 
 async def _parse_multipart(
-    request: Request, boundary: bytes, limit: int, hold: Hold | None, *, too_large: bool = False
+    request: Request, boundary: bytes, limit: int, hold: Hold | None, files_allowed: FilesAllowed | None, *,
+    too_large: bool = False,
 ) -> Form:
-    collector = _MultipartCollector(hold)
+    collector = _MultipartCollector(hold, files_allowed)
     if too_large:
         collector.too_large()
     hard_limit = limit * DISCARD_FACTOR

@@ -9,6 +9,8 @@ the reference the tests compare the wire form with.
 from __future__ import annotations
 
 import email.utils
+import hashlib
+import hmac
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -63,6 +65,9 @@ class Tip:
     receipt: str
     # The receipt code of the report this adds to (then `receipt` is the same code), or None for a new report.
     follow_up_to: str | None = None
+    # The served form's key (its token's nonce): the same form sent again (its first hand-off never confirmed)
+    # makes the same follow-up Message-ID, as a first tip's derives from its receipt. Empty: a random one.
+    form_key: str = ""
 
     @property
     def category_label(self) -> str:
@@ -93,6 +98,13 @@ class Composer:
             return tip.category, True
         first = category_for_tag(receipts.read_tag(tip.follow_up_to, self.secret))
         return (first, True) if first is not None else (tip.category, False)
+
+    def _form_seed(self, tip: Tip) -> bytes:
+        """What a follow-up's own Message-ID is made from: its form's key under the secret key (the same each time
+        that form is sent, unguessable without the key), or nothing (a random one)."""
+        if not tip.form_key:
+            return b""
+        return hmac.new(self.secret, b"tipbox-follow-up:" + tip.form_key.encode(), hashlib.sha256).digest()
 
     def compose(self, tip: Tip, attachments: Sequence[Attachment] = (), *, answer_key: bytes | None = None) -> Wire:
         """The message for `tip` in its wire form, with its envelope: a plain-text part, an HTML part, the cleaned
@@ -144,10 +156,15 @@ class Composer:
             # Officers answer by replying: the thread's id carries the code's public key under a MAC (app.answers).
             headers.append(("Reply-To", self.reply_to))
             first = threads.message_id(tip.post.slug, answer_key, self.secret, self.domain)
-            own = threads.message_id(tip.post.slug, answer_key, self.secret, self.domain, follow_up=True)
+            own = threads.message_id(
+                tip.post.slug, answer_key, self.secret, self.domain, follow_up=True, seed=self._form_seed(tip)
+            )
         else:
             first = receipts.thread_id(tip.follow_up_to or tip.receipt, self.secret, self.domain)
-            own = f"<{secrets.token_hex(16)}@{self.domain}>"
+            # The same form sent again (its first hand-off never confirmed) makes the same Message-ID: a mailbox that
+            # drops a repeated one shows it once.
+            seed = self._form_seed(tip)
+            own = f"<{seed.hex()[:32] if seed else secrets.token_hex(16)}@{self.domain}>"
         if tip.follow_up_to is None:
             headers += [("Subject", subject), ("Message-ID", first)]
         else:

@@ -55,6 +55,7 @@ def smtp_server(settings: Settings) -> SmtpServer | None:
         password=password,
         ca_file=settings.smtp_ca_file,
         timeout=settings.smtp_timeout,
+        data_timeout=settings.smtp_data_timeout,
     )
 
 
@@ -116,8 +117,11 @@ def create_app(
                 hook = (site.answers.reply_to, partial(answer, ingestion=site.answers.ingestion, send=send))
             mailbox = DevMailbox(settings.dev_mailbox, hook)
             port = await mailbox.start()
-            relay.mailer = Mailer(SmtpServer("127.0.0.1", port, "none", timeout=settings.smtp_timeout))
+            relay.mailer = Mailer(SmtpServer(
+                "127.0.0.1", port, "none", timeout=settings.smtp_timeout, data_timeout=settings.smtp_data_timeout
+            ))
             logger.warning("development run: tips go to the dev mailbox in %s", settings.dev_mailbox)
+        await site.guard.start()  # with Redis: the replicas' shared clock
         if site.answers is not None and send is not None:
             site.answers.start(send)
         # Metrics on an address of their own, never the public port (a thread; it writes no log).
@@ -133,6 +137,8 @@ def create_app(
                 await mailbox.stop()
                 relay.mailer = None
             await site.guard.close()
+            # uvicorn re-raises the SIGTERM it caught once it has stopped, so no exit hook runs after this.
+            logs.flush()
 
     app = FastAPI(
         telemetry=TELEMETRY_OFF,  # type: ignore[arg-type]
@@ -163,4 +169,5 @@ def create_app(
     # FastAPI's own last-resort 500 page too: no layer sees the address, every answer gets the security headers.
     # Behind a reverse proxy (TIPBOX_TRUSTED_PROXIES) the source key is made from the address it forwarded.
     trusted = TrustedProxies(settings.trusted_proxies)
-    return PrivacyMiddleware(Compression(app), csp=csp, sources=SourceKeys(clock), trusted=trusted)
+    hsts = settings.base_url.startswith("https://")
+    return PrivacyMiddleware(Compression(app), csp=csp, sources=SourceKeys(clock), trusted=trusted, hsts=hsts)

@@ -24,6 +24,7 @@ REASONS = (
     "mail_transient",  # the mail server failed for now (4xx, timeout, connection): "press Send again"
     "mail_too_large",  # the mail server refused the email's size (552)
     "mail_refused",  # the mail server refused it for good (other 5xx, AUTH, TLS)
+    "mail_unconfirmed",  # the mail server took the whole email and never answered: it may have arrived
 )
 UNKNOWN_CATEGORY = "unknown"
 # An SMTP hand-off: milliseconds on loopback Postfix, seconds to a provider, up to the timeout and one retry.

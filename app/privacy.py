@@ -173,13 +173,19 @@ class PrivacyMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, *, csp: str, sources: SourceKeys | None = None, trusted: TrustedProxies | None = None
+        self, app: ASGIApp, *, csp: str, sources: SourceKeys | None = None, trusted: TrustedProxies | None = None,
+        hsts: bool = False,
     ) -> None:
         self.app = app
         self.sources = sources or SourceKeys()
         self.trusted = trusted or TrustedProxies(())
         self.security_headers = security_headers(csp)
         self.form_headers = security_headers(csp, form=True)
+        if hsts:
+            # Served at an https:// public address: phones remember to never ask over plain http again (a year).
+            # Not includeSubDomains: the operator's other names are not tipbox's to decide.
+            for headers in (self.security_headers, self.form_headers):
+                headers.append((b"strict-transport-security", b"max-age=31536000"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):

@@ -14,7 +14,7 @@ from app.answers.bound import DerivationBound
 from app.attachments import TOO_LARGE, AttachmentError, Busy, Cleaner, Upload
 from app.categories import CATEGORIES, RECEIPT_TAGS
 from app.delivery import DeliveryError, Mailer
-from app.guard import Guard
+from app.guard import Guard, Screening, Ticket
 from app.i18n import N_
 from app.mail import Composer
 from app.metrics import UNKNOWN_CATEGORY, Metrics
@@ -55,16 +55,17 @@ class Outcome:
     accepted the tip), `repeat` (this form was delivered before with the same content: its first receipt, nothing
     sent again) and `decoy` (a bot's: a made-up receipt, nothing sent). The others give the form back: `invalid`
     and `too_large` (the body was over its limit and its files were dropped) with `problems`; `failed` (not
-    accepted by the mail server), `expired` (open too long, or signed with another key), `changed` (this form was
-    sent before with other content), `limited` (a rate limit) and `busy` (no memory left for files) with a notice;
-    so do the mail server's refusals for good, which sending again cannot change: `too_large_to_mail` (the email was
-    too big for it: fewer or smaller files may go) and `refused` (the post cannot receive tips for now); and
-    `unavailable` (the guard's storage did not answer: nothing was sent, and sending again may work).
+    accepted by the mail server), `unconfirmed` (handed to the mail server, which never answered: it may have
+    arrived), `expired` (open too long, or signed with another key), `changed` (this form was sent before with
+    other content), `limited` (a rate limit) and `busy` (no memory left for files) with a notice; so do the mail
+    server's refusals for good, which sending again cannot change: `too_large_to_mail` (the email was too big for
+    it: fewer or smaller files may go) and `refused` (the post cannot receive tips for now); and `unavailable` (the
+    guard's storage did not answer: nothing was sent, and sending again may work).
     A form given back carries `token`, and `files_again` when the sender's files must be chosen again."""
 
     status: Literal[
-        "delivered", "repeat", "decoy", "invalid", "failed", "expired", "changed", "limited", "busy", "too_large",
-        "too_large_to_mail", "refused", "unavailable",
+        "delivered", "repeat", "decoy", "invalid", "failed", "unconfirmed", "expired", "changed", "limited", "busy",
+        "too_large", "too_large_to_mail", "refused", "unavailable",
     ]
     values: dict[str, str]
     receipt: str = ""
@@ -104,9 +105,13 @@ class Relay:
         # Bots get the page people get (with a decoy receipt), before anything is read; an expired form (or one
         # whose token another key signed) comes back with a fresh token.
         check = self.guard.screen(post, form.fields)
-        if check.status == "decoy":
+        if check.status == "decoy" and not check.nonce:
             return Outcome("decoy", {}, receipt=check.receipt)
         values = tips.read_fields(form.fields)
+        had_files = bool(form.uploads)
+        if check.status == "decoy":  # a bot's form with a token of ours: answered as its first sending was
+            ticket = await self.guard.admit(post, check, values, form.uploads, source)
+            return self._answer(ticket, values, check, had_files)
         if check.status != "ok":
             return Outcome(check.status, values, token=check.token)
         if form.too_large:
@@ -126,33 +131,36 @@ class Relay:
             problems += file_problems(form.uploads) if problems else []
         if problems:
             return Outcome("invalid", values, problems=problems, token=check.token)
-        had_files = bool(form.uploads)
         # A follow-up keeps the code the sender typed; a new report gets a code carrying its category (hidden).
         follow_up_to = tips.follow_up_code(values)
         receipt = follow_up_to or receipts.new_code(RECEIPT_TAGS[values["category"]], self.composer.secret)
         ticket = await self.guard.admit(post, check, values, form.uploads, source, receipt)
         if ticket.status != "send":
-            files_again = had_files and ticket.status != "repeat"
-            # The guard could not decide (its storage did not answer): nothing was sent, and sending again may work.
-            status = "unavailable" if ticket.status == "failed" else ticket.status
-            return Outcome(status, values, receipt=ticket.receipt, token=check.token, files_again=files_again)
-        delivered = False
+            return self._answer(ticket, values, check, had_files)
+        # Sent again after an unconfirmed hand-off, the form keeps its token: the next Send keeps its receipt too.
+        token = check.sent if ticket.again else check.token
+        result: Literal["delivered", "unconfirmed", "failed"] = "failed"
         try:
             # Decoding and re-encoding runs after the rate limits, so a flood cannot spend the CPU on it.
             try:
                 attachments = await self.cleaner.clean(form.uploads)
             except AttachmentError as error:
-                return Outcome("invalid", values, problems=file_problems(form.uploads, error), token=check.token)
+                return Outcome("invalid", values, problems=file_problems(form.uploads, error), token=token)
             except Busy:  # a decode's memory does not fit in the upload budget now: as when the uploads did not
-                return Outcome("busy", values, token=check.token)
+                return Outcome("busy", values, token=token)
             form.uploads.clear()  # the originals are not needed any more: their memory is free before the email's
-            tip = tips.make_tip(values, post, language, datetime.now(UTC), receipt, follow_up_to)
+            tip = tips.make_tip(values, post, language, datetime.now(UTC), ticket.receipt, follow_up_to, ticket.nonce)
             # Only now, past the guard's limits: the derivation is the costly step a flood must not reach.
-            answer_key = (await self.answers.for_tip(receipt)).public if self.answers is not None else None
+            answer_key = (await self.answers.for_tip(ticket.receipt)).public if self.answers is not None else None
             message = self.composer.compose(tip, attachments, answer_key=answer_key)
             del attachments  # the email holds them now: no second copy while it is handed over
             if self.mailer is None:
                 raise RuntimeError("the mailer is not started")
+            # Only a tip handed to the mail server counts against the post's limit (a refused file does not).
+            spent = await self.guard.spend(post, ticket)
+            if spent != "send":
+                refused: Literal["unavailable", "limited"] = "unavailable" if spent == "failed" else "limited"
+                return Outcome(refused, values, token=token, files_again=had_files)
             started = time.perf_counter()
             try:
                 await self.mailer.send(message)
@@ -160,26 +168,41 @@ class Relay:
                 self._timed(started, "failed")
                 raise
             self._timed(started, "delivered")
-            delivered = True
+            result = "delivered"
         except DeliveryError as exc:
             # One line, the reason only: no content, no receipt, nothing about the sender.
+            if exc.handed_over:
+                result = "unconfirmed"
+                logger.error("tip for post %s handed over, NOT confirmed: %s", post.slug, exc.reason)
+                return Outcome("unconfirmed", values, token=check.sent, files_again=had_files)
             logger.error("tip for post %s NOT delivered: %s", post.slug, exc.reason)
             # Refused for good: sending the same again cannot work, so the sender is told what can.
             if exc.transient:
-                return Outcome("failed", values, token=check.token, files_again=had_files)
+                return Outcome("failed", values, token=token, files_again=had_files)
             refusal: Literal["too_large_to_mail", "refused"] = "too_large_to_mail" if exc.too_large and had_files \
                 else "refused"
-            return Outcome(refusal, values, token=check.token, files_again=had_files)
+            return Outcome(refusal, values, token=token, files_again=had_files)
         finally:
-            await self.guard.settle(ticket, delivered=delivered)
+            await self.guard.settle(ticket, result)
         logger.info("tip for post %s delivered", post.slug)
-        return Outcome("delivered", values, receipt=receipt)
+        return Outcome("delivered", values, receipt=ticket.receipt)
+
+    @staticmethod
+    def _answer(ticket: Ticket, values: dict[str, str], check: Screening, had_files: bool) -> Outcome:
+        """The answer to a form not sent now: its first sending's receipt, a decoy's, or the form back. When the
+        guard could not decide (its storage did not answer) nothing was sent, and sending again may work."""
+        if ticket.status in ("repeat", "decoy"):
+            return Outcome(ticket.status, values, receipt=ticket.receipt)
+        status: Literal["changed", "limited", "unavailable"] = "unavailable" if ticket.status == "failed" else (
+            "changed" if ticket.status == "changed" else "limited"
+        )
+        return Outcome(status, values, token=check.token, files_again=had_files)
 
 
 # What each outcome is counted as: a counter of its own, or a reason tips were refused for (app/metrics.py).
 _REFUSED = {"invalid": "invalid", "too_large": "too_large", "busy": "busy", "expired": "expired", "changed": "changed",
             "failed": "mail_transient", "too_large_to_mail": "mail_too_large", "refused": "mail_refused",
-            "unavailable": "unavailable"}
+            "unavailable": "unavailable", "unconfirmed": "mail_unconfirmed"}
 
 
 def _count(metrics: Metrics, post: str, outcome: Outcome) -> None:

@@ -37,6 +37,12 @@ FORM_ERRORS = {
     503: N_("Too many files are being sent right now. Please go back and press Send again in a few minutes."),
 }
 NOT_SENT = N_("Not sent yet. Please press Send again.")
+# The mail server took the whole tip and never answered: it may have arrived. Said as it is; the form keeps its
+# token, so Send again makes the same email (the same Message-ID), which mailboxes that drop repeats show once.
+UNCONFIRMED = N_(
+    "The post's mail server did not confirm your tip. It may have arrived; sending it again may deliver it twice."
+)
+UNCONFIRMED_FILES = N_("To send it again with its files, choose the same files again.")
 EXPIRED = N_("This form was open a long time. Check it and press Send again.")
 CHANGED = N_("This form was already sent. Check it and press Send again to send it as a new message.")
 LIMITED = N_("Many tips were sent in the last hour. Not sent yet: please wait a while, then press Send again.")
@@ -56,7 +62,7 @@ MAIL_REFUSED = N_(
 GIVEN_BACK = {
     "expired": (EXPIRED, 409), "changed": (CHANGED, 409), "limited": (LIMITED, 429), "failed": (NOT_SENT, 503),
     "busy": (BUSY, 503), "unavailable": (NOT_SENT, 503), "too_large_to_mail": (MAIL_TOO_LARGE, 413),
-    "refused": (MAIL_REFUSED, 503),
+    "refused": (MAIL_REFUSED, 503), "unconfirmed": (UNCONFIRMED, 504),
 }
 # Form given back with problems at their fields, by outcome: HTTP status (a body over its limit lost its files).
 WITH_PROBLEMS = {"invalid": 422, "too_large": 413}
@@ -171,16 +177,21 @@ def add_form_routes(app: FastAPI, site: Site) -> None:
     async def _submit(request: Request, post: Post, path: str, follow_up: bool = False) -> Response:
         language = site.language(request, post)
         gettext = i18n.translations(language, site.settings.locales_dir).gettext
-        with site.budget.hold() as hold:  # the request's files count against the budget until it is answered
+        source = request.scope.get(SOURCE_KEY)
+        # The request's files count against the budget until it is answered, and only behind a token of ours.
+        with site.budget.hold(source) as hold:
             try:
-                form = await read_form(request, site.settings.max_body_bytes, hold)
+                form = await read_form(
+                    request, site.settings.max_body_bytes, hold,
+                    files_allowed=lambda fields: site.guard.token_verifies(post, fields.get(TOKEN_FIELD, "")),
+                )
             except FormError as exc:
                 back = address(path, language)
                 return site.pages.error(language, exc.status, gettext(FORM_ERRORS[exc.status]), back)
             if follow_up and form.fields.get(READ_FIELD):
                 typed = form.fields.get(CODE_FIELD, "")
                 return await _read_answers(request, post, path, language, typed)
-            outcome = await site.relay.submit(post, form, language, source=request.scope.get(SOURCE_KEY))
+            outcome = await site.relay.submit(post, form, language, source=source)
             del form  # its files leave memory as their bytes leave the budget
         if outcome.status in SUCCESS:
             # "Send another tip" leads to the plain form, also after a follow-up.
@@ -193,7 +204,8 @@ def add_form_routes(app: FastAPI, site: Site) -> None:
                 status=WITH_PROBLEMS[outcome.status], follow_up=follow_up,
             )
         notice, status = GIVEN_BACK[outcome.status]
-        text = f"{gettext(notice)} {gettext(FILES_AGAIN)}" if outcome.files_again else gettext(notice)
+        files = UNCONFIRMED_FILES if outcome.status == "unconfirmed" else FILES_AGAIN
+        text = f"{gettext(notice)} {gettext(files)}" if outcome.files_again else gettext(notice)
         return site.pages.form(
             post, language, path, values=outcome.values, notice=text, hidden=hidden, status=status,
             follow_up=follow_up,

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_ca_file: Path | None = None
     smtp_timeout: float = Field(default=20.0, gt=0, le=300)
+    smtp_data_timeout: float = Field(default=120.0, gt=0, le=600)
     mail_from: str | None = None
     mailbox: str | None = None
     posts_file: Path | None = None
@@ -126,8 +127,22 @@ class Settings(BaseSettings):
         if not re.match(r"^(sqlite:///\S+|rediss?://\S+)$", store := self.answers_store_url):
             raise ConfigError(f"TIPBOX_ANSWERS_STORE: {store!r} is neither sqlite:///path nor redis://host:port/db")
         self._check_single_post()
+        self._refuse_unsafe_transport()
         self.metrics_bind  # noqa: B018 - parsed now: a bad value stops start-up with one line
         return self
+
+    def _refuse_unsafe_transport(self) -> None:
+        """Set-ups that would send what must stay secret in clear text across a network: refused by name."""
+        if self.smtp_security == "none" and self.smtp_password is not None and not _loopback(self.smtp_host):
+            raise ConfigError(
+                f"TIPBOX_SMTP_SECURITY: 'none' with a password sends it and every tip unencrypted to "
+                f"{self.smtp_host!r}, which is not this machine; use starttls or tls (or a local Postfix on 127.0.0.1)"
+            )
+        if not self.dev_mode and self.public_url is not None and self.public_url.lower().startswith("http://"):
+            raise ConfigError(
+                f"TIPBOX_PUBLIC_URL: {self.public_url!r} is plain http, so phones would send tips unencrypted; "
+                "serve it over https (a reverse proxy with a certificate) and set the https:// address"
+            )
 
     def _check_single_post(self) -> None:
         """A posts file names every post; TIPBOX_MAILBOX (with TIPBOX_POST_NAME, TIPBOX_POST_SLUG) the only one. Not
@@ -219,6 +234,16 @@ class Settings(BaseSettings):
 
 
 _DEV_SECRET = secrets.token_bytes(32)
+
+
+def _loopback(host: str | None) -> bool:
+    """Whether `host` names this machine (loopback): only there may SMTP go without TLS when it carries a password."""
+    if host is None or host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_rate(value: str, setting: str) -> None:

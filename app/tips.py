@@ -98,8 +98,10 @@ def make_tip(
     received_at: datetime,
     receipt: str,
     follow_up_to: str | None = None,
+    form_key: str = "",
 ) -> Tip:
-    """A `Tip` from fields that `validate` passed; a follow-up has `receipt == follow_up_to`."""
+    """A `Tip` from fields that `validate` passed; a follow-up has `receipt == follow_up_to`; `form_key` is the
+    served form's (its token's nonce), the same each time that form is sent."""
     return Tip(
         post=post,
         category=values["category"],
@@ -111,4 +113,5 @@ def make_tip(
         received_at=received_at,
         receipt=receipt,
         follow_up_to=follow_up_to,
+        form_key=form_key,
     )

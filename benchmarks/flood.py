@@ -42,7 +42,7 @@ from aiosmtpd.controller import Controller
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 BOUNDARY = "----tipboxflood7MA4YWxkTrZu0gW"
-KINDS = ("junk", "malformed", "bot", "form", "oversized", "chunked", "slow-headers", "slow-body")
+KINDS = ("junk", "malformed", "multipart", "bot", "form", "oversized", "chunked", "slow-headers", "slow-body")
 OP_TIMEOUT = 45.0  # one flood operation, at most (a trickled body is cut at 30 s)
 FILL_SECONDS = 3.5
 
@@ -181,6 +181,12 @@ async def _flood_op(kind: str, port: int, rng: random.Random) -> str:
             writer.write(rng.randbytes(rng.randint(16, 4096)))
         elif kind == "malformed":
             writer.write(b"GET /\x00\x7f HTTP/1.1\r\nHost\r\n: \x01\r\n\r\n")
+        elif kind == "multipart":  # a body python-multipart refuses (its logger would quote it)
+            body = f"--{BOUNDARY}\r\nX{rng.randbytes(8).hex()}\r\n\r\n".encode()
+            writer.write(
+                f"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {MULTIPART['Content-Type']}"
+                f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+            )
         elif kind == "bot":
             body = b"category=drugs&what=mua+b%C3%A1n+spam&hp_extra=http%3A%2F%2Fspam.invalid"
             writer.write(
@@ -277,8 +283,8 @@ def _start_server(port: int, smtp_port: int, folder: Path, settings: dict[str, s
     )
     tipbox = Path(sys.executable).parent / "tipbox"
     log = (folder / "tipbox.log").open("wb")
-    return subprocess.Popen(
-        [str(tipbox), "serve", "--host", HOST, "--port", str(port), "--log-level", "warning"],
+    return subprocess.Popen(  # at the default log level (info), to count the lines a flood makes it write
+        [str(tipbox), "serve", "--host", HOST, "--port", str(port)],
         env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT,
     )
 
@@ -345,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             server.terminate()
             server.wait(timeout=15)
             controller.stop()
+        log = (Path(folder) / "tipbox.log").read_text(encoding="utf-8", errors="replace").splitlines()
 
     delivered = sum(1 for marker in legit.markers if any(marker in text for text in sink.texts))
     others = len(sink.texts) - delivered
@@ -362,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{'still serving' if alive else 'DIED'}")
     total = sum(sum(counter.values()) for counter in flood.values())
     print(f"flood operations: {total}")
+    counts = [line for line in log if "more like this" in line or "more lines of other kinds" in line]
+    print(f"log lines written by the server, start to stop (default level): {len(log)}, of which {len(counts)} "
+          "counts:" + "".join(f"\n  {line.partition(': ')[2]}" for line in counts))
     for kind in KINDS:
         outcomes = ", ".join(f"{name}: {n}" for name, n in sorted(flood.get(kind, {}).items()))
         print(f"  {kind:13s} {outcomes}")

@@ -12,6 +12,7 @@ declare -A NEED=(
   [zbarimg]=zbar-tools
   [postfix]=postfix
   [dovecot]=dovecot-imapd
+  [faketime]=faketime
   [nginx]=nginx
   [caddy]=caddy
   [systemd-analyze]=systemd

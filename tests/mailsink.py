@@ -36,6 +36,18 @@ class SinkHandler:
     attempts: int = 0
     # Replies for the next attempts, consumed first (e.g. ["451 busy"] then accept).
     script: list[str] = field(default_factory=list)
+    # Seconds between taking a message (it is kept) and answering 250: a server slow after the final dot.
+    delay: float = 0.0
+    # Connections to drop at RCPT, before any message is sent.
+    drop_at_rcpt: int = 0
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if self.drop_at_rcpt > 0:
+            self.drop_at_rcpt -= 1
+            server.transport.close()
+            return "421 4.4.2 dropped"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.attempts += 1
@@ -51,6 +63,8 @@ class SinkHandler:
         self.messages.append(bytes(envelope.original_content))
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         self.greetings.append(session.host_name)
+        if self.delay:
+            await asyncio.sleep(self.delay)  # taken; the answer is late (or never read: the client gave up)
         return "250 2.0.0 accepted"
 
     def parsed(self) -> list[EmailMessage]:

@@ -54,3 +54,17 @@ def test_a_body_of_unknown_length_gets_its_allowance_only() -> None:
         assert hold.take(100)
         assert not hold.take(1)
         assert budget.used == 0
+
+
+def test_one_source_holds_at_most_two_uploads_at_once() -> None:
+    budget = MemoryBudget(10_000, allowance=100)
+    with budget.hold("one") as first, budget.hold("one") as second:
+        assert first.take(500) and second.take(500)
+        with budget.hold("one") as third, budget.hold("other") as other, budget.hold(None) as unknown:
+            assert third.take(100)  # its own allowance: a text tip is never refused
+            assert not third.take(1)  # a third upload from the same source
+            assert other.take(500) and unknown.take(500)
+        assert budget.uploads == {"one": 2}
+    with budget.hold("one") as again:
+        assert again.take(500)  # the first two are over
+    assert budget.uploads == {} and budget.used == 0

@@ -12,10 +12,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from app import delivery
+from app.guard import TOKEN_FIELD
 from app.main import create_app
 from app.settings import Settings
-from tests.helpers import post_tip
+from tests.helpers import form_fields, hidden_fields, post_tip
 from tests.mailsink import PASSWORD, USERNAME, Sink, free_port
+from tests.test_guard import receipt_of, token_of
 
 TIP = {
     "category": "smuggling",
@@ -121,17 +123,37 @@ def test_server_down_gives_503(make_settings: Callable[..., Settings]) -> None:
         _assert_not_sent_page(post_tip(client, **TIP))
 
 
-def test_server_that_never_answers_gives_503(sink: Sink, make_settings: Callable[..., Settings]) -> None:
+def test_a_server_silent_after_the_message_is_not_asked_twice(
+    sink: Sink, make_settings: Callable[..., Settings]
+) -> None:
     sink.handler.mode = "hang"
-    with _client(make_settings(sink, smtp_security="none", smtp_timeout=0.5)) as client:
-        _assert_not_sent_page(post_tip(client, **TIP))
+    settings = make_settings(sink, smtp_security="none", smtp_timeout=0.5, smtp_data_timeout=0.5)
+    with _client(settings) as client:
+        page = post_tip(client, **TIP)
+    _assert_may_have_arrived_page(page)
+    assert sink.handler.attempts == 1
 
 
-def test_connection_dropped_during_data_gives_503(sink: Sink, make_settings: Callable[..., Settings]) -> None:
+def test_connection_dropped_after_the_message_is_not_retried(
+    sink: Sink, make_settings: Callable[..., Settings]
+) -> None:
     sink.handler.mode = "drop"
     with _client(make_settings(sink, smtp_security="none")) as client:
-        _assert_not_sent_page(post_tip(client, **TIP))
-    assert sink.handler.messages == []
+        _assert_may_have_arrived_page(post_tip(client, **TIP))
+    assert sink.handler.attempts == 1
+
+
+def test_connection_dropped_before_the_message_is_retried(sink: Sink, make_settings: Callable[..., Settings]) -> None:
+    sink.handler.drop_at_rcpt = 1
+    with _client(make_settings(sink, smtp_security="none")) as client:
+        assert post_tip(client, **TIP).status_code == 200
+    assert len(sink.handler.messages) == 1
+
+
+def _assert_may_have_arrived_page(page: Any) -> None:
+    assert page.status_code == 504
+    assert "chưa xác nhận" in page.text and "có thể nhận tin hai lần" in page.text  # may arrive twice, in Vietnamese
+    assert TIP["what"] in page.text and 'value="smuggling" checked' in page.text
 
 
 def test_success_pages_equal_accepted_messages(sink: Sink, make_settings: Callable[..., Settings]) -> None:
@@ -139,13 +161,13 @@ def test_success_pages_equal_accepted_messages(sink: Sink, make_settings: Callab
     outcomes = ["accept", "550 5.7.1 no", "accept", "drop", "451 4.3.0 later", "accept", "hang", "accept"]
     successes = 0
     receipts: list[str] = []
-    with _client(make_settings(sink, smtp_security="none", smtp_timeout=0.5)) as client:
+    with _client(make_settings(sink, smtp_security="none", smtp_timeout=0.5, smtp_data_timeout=0.5)) as client:
         for number, outcome in enumerate(outcomes):
             sink.handler.mode = outcome if outcome in ("drop", "hang") else "accept"
             sink.handler.reply = None if outcome in ("accept", "drop", "hang") else outcome
             # Distinct texts: the guard answers the same text twice with the first receipt (a double tap).
             page = post_tip(client, **{**TIP, "what": f"{TIP['what']} #{number}"})
-            assert page.status_code in (200, 503)
+            assert page.status_code in (200, 503, 504)
             if page.status_code == 200:
                 successes += 1
                 start = page.text.index('id="receipt">') + len('id="receipt">')
@@ -167,3 +189,52 @@ def test_the_ehlo_name_is_looked_up_once_not_per_tip(
         for number in range(2):
             assert post_tip(client, **{**TIP, "what": f"{TIP['what']} #{number}"}).status_code == 200
     assert sink.handler.greetings == [delivery.local_hostname()] * 2
+
+
+def test_a_slow_answer_to_the_message_is_waited_for_and_never_makes_a_second_copy(
+    sink: Sink, make_settings: Callable[..., Settings]
+) -> None:
+    """The server takes the message and answers 250 two seconds later: longer than a command may take, well within
+    the wait for the answer to the message (TIPBOX_SMTP_DATA_TIMEOUT)."""
+    sink.handler.delay = 2.0
+    settings = make_settings(sink, smtp_security="none", smtp_timeout=0.5, smtp_data_timeout=30)
+    with _client(settings) as client:
+        page = post_tip(client, **TIP)
+    assert page.status_code == 200 and 'id="receipt"' in page.text
+    assert sink.handler.attempts == 1 and len(sink.handler.messages) == 1
+
+
+@pytest.mark.parametrize("answers", [False, True], ids=["answers-off", "answers-on"])
+@pytest.mark.parametrize("follow_up", [False, True], ids=["first", "follow-up"])
+def test_a_form_sent_again_after_no_answer_makes_the_same_email(
+    sink: Sink, make_settings: Callable[..., Settings], tmp_path: Path, follow_up: bool, answers: bool
+) -> None:
+    """No answer to the message in time: the sender is told it may have arrived, keeps the form, and Send again
+    makes an email with the first one's Message-ID and receipt (a mailbox that drops repeated Message-IDs shows
+    it once), counted against no limit; with answers on too, whose Message-IDs carry the code's key."""
+    sink.handler.delay = 3.0
+    on = {"reply_to": "answers@example.vn", "answers_store": f"sqlite:///{tmp_path / 'a.sqlite3'}"} if answers else {}
+    settings = make_settings(sink, smtp_security="none", smtp_data_timeout=0.5, post_rate="1/hour", **on)
+    tip = {**TIP, "receipt": _first_receipt(settings, sink)} if follow_up else TIP
+    first_count = len(sink.handler.messages)
+    with _client(settings) as client:
+        fields = form_fields(client, "/?lang=hmn")
+        page = client.post("/?lang=hmn", data={**fields, **tip})
+        assert page.status_code == 504 and "tej zaum lawv yuav tau txais ob zaug" in page.text  # twice, in Hmong
+        assert TIP["what"] in page.text and token_of(page) == fields[TOKEN_FIELD]  # the same form, kept
+        sink.handler.delay = 0
+        again = client.post("/?lang=hmn", data={**hidden_fields(page.text), **tip})
+    assert again.status_code == 200 and sink.handler.attempts == first_count + 2
+    first, second = sink.handler.parsed()[first_count:]
+    assert first["Message-ID"] == second["Message-ID"] and first["X-Tipbox-Receipt"] == second["X-Tipbox-Receipt"]
+    assert receipt_of(again) == first["X-Tipbox-Receipt"]
+    assert (first["In-Reply-To"] is not None) == follow_up
+
+
+def _first_receipt(settings: Settings, sink: Sink) -> str:
+    """The receipt of a first tip delivered now, for a follow-up to add to."""
+    delay, sink.handler.delay = sink.handler.delay, 0
+    with _client(settings.model_copy(update={"post_rate": "5/hour"})) as client:
+        code = receipt_of(post_tip(client, **TIP))
+    sink.handler.delay = delay
+    return code

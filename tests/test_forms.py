@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import socket
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import httpx2
 import pytest
 from httpx2 import Response
+from PIL import Image
 from starlette.testclient import TestClient
 
+from app.forms import Pace
 from app.main import build_site, create_app
 from app.routes import Site
 from app.settings import Settings
-from tests.helpers import form_fields
+from tests.helpers import form_fields, hidden_fields
 from tests.mailsink import Sink
+from tests.served import Served, serve, smtp_settings
 
 URLENCODED = {"content-type": "application/x-www-form-urlencoded"}
 
@@ -230,3 +239,100 @@ def test_control_and_bidi_characters_are_removed(client: TestClient, sink: Sink)
     plain = sink.handler.parsed()[0].get_body(("plain",))
     assert plain is not None
     assert "Xe tải chở hàng lậu" in plain.get_content()
+
+
+ATTACKER = "127.0.9.1"
+
+
+def _burst(served: Served, size: int, token: str | None) -> socket.socket:
+    """A connection that sends a form with a file of `size` bytes at once, then nothing more: its body unfinished."""
+    text = {"t": token, "hp_extra": ""} if token is not None else {}
+    head = _multipart(text, [])[: -len(b"--B--\r\n")]
+    head += b'--B\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+    length = len(head) + size + len(b"\r\n--B--\r\n")
+    sock = socket.create_connection((served.host, served.port), timeout=30, source_address=(ATTACKER, 0))
+    sock.sendall(
+        f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: {length}"
+        "\r\n\r\n".encode() + head + b"\xff\xd8\xff" + bytes(size - 3)
+    )
+    return sock
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("with_tokens", [False, True], ids=["no-token", "tokens"])
+def test_connections_holding_the_upload_memory_leave_residents_photos_delivered(
+    sink: Sink, tmp_path: Path, with_tokens: bool
+) -> None:
+    """Issue 15's attack, a tenth the size, against `tipbox serve`: eleven connections from one address each send
+    1.88 MB of a photo at once (together all the 20 MB the uploads may hold) and then wait, their bodies unfinished.
+    Residents' photos from other addresses are still delivered: a connection without a token of ours holds no
+    memory for its file, and one address holds at most two uploads' worth."""
+    settings = smtp_settings(
+        sink, TIPBOX_MIN_FILL_SECONDS="0", TIPBOX_MAX_UPLOAD_BYTES="2000000", TIPBOX_UPLOAD_MEMORY_BYTES="20000000",
+        TIPBOX_SOURCE_RATE="",
+    )
+    photo = io.BytesIO()
+    Image.merge("RGB", [Image.effect_noise((1000, 800), 90).convert("L") for _ in range(3)]).save(photo, "JPEG")
+    assert 300_000 < len(photo.getvalue()) < 1_900_000  # past the 64 KiB a request has of its own
+    with serve(tmp_path, settings) as served, contextlib.ExitStack() as held:
+        for _ in range(11):
+            token = hidden_fields(httpx2.get(served.url + "/").text)["t"] if with_tokens else None
+            held.enter_context(_burst(served, 1_880_000, token))
+        time.sleep(1.0)  # the server has taken the bursts in
+        statuses = []
+        for n in range(3):
+            transport = httpx2.HTTPTransport(local_address=f"127.0.9.{10 + n}")
+            with httpx2.Client(transport=transport, base_url=served.url, timeout=60) as client:
+                fields = {**hidden_fields(client.get("/").text), **WORDS, "receipt": "", "what": f"Ảnh số {n}"}
+                files = [("photo", ("IMG_1.jpg", photo.getvalue(), "image/jpeg"))]
+                statuses.append(client.post("/", data=fields, files=files).status_code)
+    assert statuses == [200, 200, 200]
+    delivered = sink.handler.parsed()
+    assert len(delivered) == 3
+    assert all(any(part.get_content_type() == "image/jpeg" for part in message.walk()) for message in delivered)
+
+
+def test_a_burst_buys_one_window_not_an_hour() -> None:
+    """18 MB at once, then a byte every 10 s: cut off 30 s after the burst (an average since the start allowed
+    37 minutes), while a slow phone that keeps sending is never cut off."""
+    trickle = Pace(0.0)
+    trickle.add(1.0, 18_000_000)
+    for second in (11.0, 21.0):
+        trickle.add(second, 1)
+        assert trickle.deadline() == min(31.0, second + 15)  # the window, or 15 s of silence: whichever is first
+    phone = Pace(0.0)
+    for second in range(1, 1000):  # 20 KB a second over a poor 3G link: 20 MB in 1000 s
+        phone.add(float(second), 20_000)
+        assert phone.deadline() == second + 15  # only silence could cut it off, never its rate
+    quiet = Pace(0.0)
+    quiet.add(2.0, 3_000)  # a text tip's first bytes, then nothing: the first window, or 15 s of silence
+    assert quiet.deadline() == 17.0
+
+
+@pytest.mark.e2e
+def test_a_tokenless_file_streamed_without_its_length_is_cut_off_at_the_allowance(sink: Sink, tmp_path: Path) -> None:
+    """Its bytes are held by no one, yet a body of unknown length gets 64 KiB and a 413, not a read to the end."""
+    part = b'--B\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+    head = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=B\r\nTransfer-Encoding: chunked"
+        b"\r\n\r\n" + b"%x\r\n%s\r\n" % (len(part), part)
+    )
+    with serve(tmp_path, smtp_settings(sink)) as served, socket.create_connection(
+        (served.host, served.port), timeout=10
+    ) as sock:
+        sock.sendall(head)
+        answer, sent = b"", 0
+        for _ in range(1000):  # up to 8 MB, in 8 KiB chunks, reading the answer as it comes
+            try:
+                sock.sendall(b"2000\r\n" + b"\xff" * 8192 + b"\r\n")
+            except OSError:
+                break
+            sent += 8192
+            sock.settimeout(0.01)
+            with contextlib.suppress(TimeoutError):
+                answer += sock.recv(65536)
+            sock.settimeout(10)
+            if b"\r\n\r\n" in answer:
+                break
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:100]
+    assert sent < 1000 * 8192

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,10 @@ from app import receipts
 from app.guard import HONEYPOT_FIELD, TOKEN_FIELD
 from app.main import create_app
 from app.settings import ConfigError, Settings
-from tests.helpers import SECRET, form_fields, post_tip
+from tests import media
+from tests.helpers import SECRET, form_fields, hidden_fields, post_tip
 from tests.mailsink import Sink, free_port
+from tests.served import serve, smtp_settings
 
 TIP = {"category": "drugs", "what": "Có người bán ma túy ở chợ phiên", "where": "Chợ Na Cô Sa"}
 RECEIPT = re.compile(r'id="receipt">([^<]*)<')
@@ -195,6 +198,27 @@ def test_an_expired_form_comes_back_whole_and_sends_at_once(guarded: TestClient,
     assert again.status_code == 200 and len(sink.handler.messages) == 1
 
 
+def test_a_token_from_the_future_is_never_a_bots(
+    sink: Sink, make_settings: Callable[..., Settings], clock: Clock
+) -> None:
+    """Forms served by replicas whose clocks run ahead (by a minute; by ten): a person's tip either way, never a
+    decoy; the one too far ahead comes back with a fresh token, which sends at once."""
+    settings = make_settings(sink, min_fill_seconds=3)
+    forms = []
+    for ahead in (60, 600):
+        other = Clock()
+        other.now = clock.now + ahead
+        with TestClient(create_app(settings, clock=other)) as replica:
+            forms.append(form_fields(replica, "/?lang=vi"))
+    with TestClient(create_app(settings, clock=clock)) as client:
+        sent = client.post("/?lang=vi", data={**forms[0], **TIP})
+        back = client.post("/?lang=vi", data={**forms[1], **TIP, "what": "Tin từ đồng hồ chạy nhanh"})
+        assert sent.status_code == 200 and len(sink.handler.messages) == 1
+        assert back.status_code == 409 and "Tin từ đồng hồ chạy nhanh" in back.text
+        again = client.post("/?lang=vi", data={**hidden_fields(back.text), **TIP, "what": "Tin từ đồng hồ chạy nhanh"})
+    assert again.status_code == 200 and len(sink.handler.messages) == 2
+
+
 def test_a_double_submission_sends_one_email_and_shows_the_same_page(
     guarded: TestClient, sink: Sink, clock: Clock
 ) -> None:
@@ -274,3 +298,74 @@ def test_limit_settings_defaults_and_switching_the_source_limit_off(make_setting
     assert (settings.post_rate, settings.source_rate, settings.limits_storage) == ("30/hour", "10/hour", "memory://")
     assert make_settings(source_rate="").source_rate is None
     assert make_settings(limits_storage="redis://127.0.0.1:6379/2").limits_storage.startswith("redis://")
+
+
+@pytest.mark.e2e
+def test_a_bot_cannot_tell_its_decoy_from_a_real_sending_by_sending_the_form_again(
+    sink: Sink, tmp_path: Path
+) -> None:
+    """Against `tipbox serve`: the same token sent again, with other text or the same, is answered alike whether its
+    first sending was delivered or was a bot's (too fast, honeypot filled)."""
+    with serve(tmp_path, smtp_settings(sink, TIPBOX_MIN_FILL_SECONDS="3")) as served, httpx2.Client(
+        base_url=served.url, timeout=30
+    ) as client:
+
+        def form() -> dict[str, str]:
+            return hidden_fields(client.get("/?lang=vi").text)
+
+        def send(fields: dict[str, str], what: str, **extra: str) -> httpx2.Response:
+            return client.post("/?lang=vi", data={**fields, **TIP, "what": what, **extra})
+
+        real, filled = form(), form()
+        time.sleep(3.2)  # a person writes for longer than the minimum fill time
+        firsts = {"real": send(real, "Tin thật"), "honeypot": send(filled, "Tin bẫy", **{HONEYPOT_FIELD: "spam"})}
+        fast, firsts["too fast"], slow = too_fast(form, send, 3.0)  # and a bot posts the instant it has the form
+        texts = {"real": "Tin thật", "too fast": f"Tin nhanh {slow}", "honeypot": "Tin bẫy"}
+        forms = {"real": real, "too fast": fast, "honeypot": filled}
+        time.sleep(3.2)
+        same = {name: send(forms[name], texts[name]) for name in forms}
+        other = {name: send(forms[name], "Một câu khác") for name in forms}
+    assert len(sink.handler.messages) == 1 + slow  # the person's, and any "bot" this machine was too slow to be
+    for name in firsts:
+        assert firsts[name].status_code == same[name].status_code == 200, name
+        assert receipt_of(same[name]) == receipt_of(firsts[name]), name  # the first one's receipt, again
+        assert other[name].status_code == 409 and "Tin này đã gửi rồi" in other[name].text, name
+        assert token_of(other[name]) not in (real[TOKEN_FIELD], fast[TOKEN_FIELD], filled[TOKEN_FIELD])
+
+
+def too_fast(
+    form: Callable[[], dict[str, str]], send: Callable[[dict[str, str], str], httpx2.Response], min_fill: float
+) -> tuple[dict[str, str], httpx2.Response, int]:
+    """A form fetched and sent at once, as a bot does: the first try this machine made within the minimum fill time
+    (timed here around both requests, so surely within it on the server too), its answer, and how many slower tries
+    there were (each a person's tip, delivered)."""
+    for slow in range(10):
+        started = time.monotonic()
+        fields = form()
+        page = send(fields, f"Tin nhanh {slow}")
+        if time.monotonic() - started < min_fill:
+            return fields, page, slow
+    pytest.fail("the machine never fetched and sent a form within the minimum fill time in ten tries")
+
+
+@pytest.mark.e2e
+def test_files_refused_in_cleaning_spend_the_sources_count_and_not_the_posts(sink: Sink, tmp_path: Path) -> None:
+    """Against `tipbox serve` (2 tips an hour for the post, 4 attempts for a source): three tips whose JPEG turns out
+    truncated only when it is decoded are refused, and the post still takes two tips; the source that sent them has
+    spent three of its four attempts."""
+    settings = smtp_settings(sink, TIPBOX_MIN_FILL_SECONDS="0", TIPBOX_POST_RATE="2/hour", TIPBOX_SOURCE_RATE="4/hour")
+    broken = [("photo", ("a.jpg", media.jpeg()[:200], "image/jpeg"))]  # a JPEG's start: refused only when decoded
+    with serve(tmp_path, settings) as served:
+
+        def tip(source: str, what: str, files: list[Any] | None = None) -> int:
+            transport = httpx2.HTTPTransport(local_address=source)
+            with httpx2.Client(transport=transport, base_url=served.url, timeout=30) as client:
+                fields = hidden_fields(client.get("/").text)
+                return client.post("/", data={**fields, **TIP, "what": what}, files=files).status_code
+
+        refused = [tip("127.0.7.1", f"Ảnh hỏng {n}", broken) for n in range(3)]
+        statuses = [tip("127.0.7.1", "Tin thứ nhất"), tip("127.0.7.1", "Lần thử thứ năm"),
+                    tip("127.0.7.2", "Tin thứ hai"), tip("127.0.7.3", "Tin thứ ba")]
+    assert refused == [422, 422, 422]
+    assert statuses == [200, 429, 200, 429]  # the source's 5th attempt; then the post's 3rd tip
+    assert len(sink.handler.messages) == 2

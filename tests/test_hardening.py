@@ -131,7 +131,7 @@ def test_kept_alive_requests_still_work_and_unread_bodies_are_not_drained(app: A
 def test_a_form_body_that_trickles_gets_408_in_the_senders_language(
     app: ASGIApp, sink: Sink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(forms, "BODY_GRACE_SECONDS", 0.5)
+    monkeypatch.setattr(forms, "BODY_WINDOW_SECONDS", 0.5)
 
     async def scenario(port: int) -> None:
         head = (

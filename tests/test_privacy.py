@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from starlette.testclient import TestClient
 
@@ -16,6 +18,7 @@ from app.privacy import PrivacyMiddleware, SourceKeys, TrustedProxies
 from app.settings import Settings
 from tests.helpers import form_fields, post_tip
 from tests.mailsink import Sink
+from tests.served import serve, smtp_settings
 
 PEER = "203.0.113.77"
 IDENTIFYING = {
@@ -137,6 +140,20 @@ def test_page_has_no_third_party_resource(client: TestClient) -> None:
     page = client.get("/").text
     for needle in ("http://", "https://", "//fonts", "<script src=\"//"):
         assert needle not in page
+
+
+@pytest.mark.e2e
+def test_an_https_public_address_makes_every_answer_demand_https(sink: Sink, tmp_path: Path) -> None:
+    """Behind a TLS proxy at an https:// address, every answer (pages, errors, health) carries HSTS; a development
+    run on plain http carries none (a browser ignores it over http, and it would pin a LAN address to https)."""
+    settings = smtp_settings(sink, TIPBOX_PUBLIC_URL="https://tip.example.vn")
+    with serve(tmp_path / "https", settings) as served, httpx2.Client(base_url=served.url) as client:
+        answers = [client.get("/"), client.get("/p/missing"), client.get("/healthz"), client.post("/", content=b"x")]
+        assert [answer.status_code for answer in answers] == [200, 404, 200, 415]
+        for answer in answers:
+            assert answer.headers["strict-transport-security"] == "max-age=31536000"
+    with serve(tmp_path / "dev", {"TIPBOX_PUBLIC_URL": "http://192.168.1.20:8000"}) as served:
+        assert "strict-transport-security" not in httpx2.get(served.url + "/").headers
 
 
 def _keys_seen(trusted: TrustedProxies, requests: list[tuple[str, dict[str, str]]]) -> list[Any]:

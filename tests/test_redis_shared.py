@@ -13,15 +13,17 @@ from pathlib import Path
 import httpx2
 import pytest
 import redis
+import redis.asyncio
 
 from app.guard import HONEYPOT_FIELD, TOKEN_FIELD
-from app.guard.store import PREFIX
+from app.guard.store import BOUNDED, PREFIX, RedisStore
 from app.main import create_app
 from app.settings import Settings
-from tests.helpers import SECRET, require, wait_until_responds
+from tests.helpers import SECRET, hidden_fields, require, wait_until_responds
 from tests.mailsink import Sink, free_port
+from tests.served import serve, smtp_settings
 from tests.test_flood import DISTINCTIVE, assert_no_address, submit
-from tests.test_guard import TIP, Clock, receipt_of, token_of
+from tests.test_guard import TIP, Clock, receipt_of, token_of, too_fast
 
 pytestmark = pytest.mark.e2e
 
@@ -155,3 +157,53 @@ def test_redis_keys_hold_no_address_and_change_every_hour(
     sources = {key for key in stored if "/source/" in key}
     assert len(sources) == 2  # one per hour: the same address, unlinkable across the hour
     assert any(key.startswith(PREFIX + "seen:") for key in stored)
+
+
+@pytest.mark.parametrize("behind", [8, 30, 300])
+def test_a_replica_whose_clock_is_behind_still_delivers_a_persons_tip(
+    redis_url: str, module_sink: Sink, tmp_path: Path, behind: int
+) -> None:
+    """Two `tipbox serve` on one Redis, the second's clock `behind` seconds late (libfaketime): a form served by
+    the first and sent 3.5 s later (the minimum fill time is 3 s) to the second is a person's, not "too fast";
+    a form from the first sent at once to the second is still a bot's."""
+    faketime = require("faketime", "faketime")
+    settings = smtp_settings(
+        module_sink, TIPBOX_MIN_FILL_SECONDS="3", TIPBOX_LIMITS_STORAGE=f"{redis_url}/2", TIPBOX_POST_RATE="100/hour"
+    )
+    late = [faketime, "-f", f"-{behind}s"]
+    before = len(module_sink.handler.messages)
+    with serve(tmp_path / "a", settings) as first, serve(
+        tmp_path / "b", settings, prefix=late, env={"FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    ) as second, _client() as client:
+        forms = [hidden_fields(client.get(url + "/").text) for url in (first.url, second.url)]
+        _, bot, slow = too_fast(
+            lambda: hidden_fields(client.get(first.url + "/").text),
+            lambda fields, what: client.post(second.url + "/", data={**fields, **TIP, "what": what}), 3.0,
+        )
+        time.sleep(3.5)
+        pages = [client.post(url + "/", data={**fields, **TIP, "what": f"tin {n}"})
+                 for n, (url, fields) in enumerate(((second.url, forms[0]), (first.url, forms[1])))]
+    assert [page.status_code for page in pages] == [200, 200] and bot.status_code == 200
+    texts = [str(message.get_body(("plain",)).get_content()) for message in module_sink.handler.parsed()[before:]]
+    assert len(texts) == 2 + slow and "tin 0" in texts[-2] and "tin 1" in texts[-1]  # not the bot's that was fast
+    assert not any(f"Tin nhanh {slow}" in text for text in texts)
+
+
+def test_bots_forms_in_redis_are_kept_among_a_bounded_number(redis_url: str) -> None:
+    async def run() -> tuple[list[str], int]:
+        pool = redis.asyncio.ConnectionPool.from_url(f"{redis_url}/3")
+        store = RedisStore(pool)
+        for n in range(50):
+            assert await store.claim(f"seen:{n}", f"decoy {n}", 3600, keep=20) is None
+        assert await store.claim("seen:49", "pending x", 60) == "decoy 49"
+        assert await store.claim("seen:0", "pending x", 60) is None  # forgotten: one of the 30 oldest
+        keys = await store.keys()
+        client = redis.asyncio.Redis(connection_pool=pool)
+        length = await client.llen(PREFIX + BOUNDED)
+        await client.aclose()
+        await store.close()
+        await pool.aclose()
+        return keys, length
+
+    keys, length = asyncio.run(run())
+    assert length == 20 and len([key for key in keys if key.startswith(PREFIX + "seen:")]) == 21

@@ -307,6 +307,13 @@ def test_a_body_without_its_length_gets_its_allowance_only(client: TestClient, s
     response = client.post("/", content=body(), headers=MULTIPART_B)
     assert response.status_code == 413 and "Gửi quá nhiều cùng lúc" in response.text
     assert site.budget.used == 0 and sink.handler.messages == []
+    # Without a token its file is held by no one, and it is still cut off past the allowance (not read to the end and
+    # answered as a bot's).
+    def tokenless() -> Iterator[bytes]:
+        yield b'--B\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\n\r\n'
+        yield from (b"\xff" * 8192 for _ in range(200))
+
+    assert client.post("/", content=tokenless(), headers=MULTIPART_B).status_code == 413
 
 
 def test_a_form_given_back_for_another_reason_asks_for_the_files_again(

@@ -159,6 +159,51 @@ def test_an_internationalised_domain_is_idna_encoded_everywhere(tmp_path: Path) 
         load_settings(**{**PROD, "mailbox": "bộ@b.vn"})
 
 
+UNSAFE = [
+    # AUTH and every tip would cross the network in clear text.
+    ({"TIPBOX_SMTP_SECURITY": "none", "TIPBOX_SMTP_USERNAME": "post", "TIPBOX_SMTP_PASSWORD": "pw"},
+     "TIPBOX_SMTP_SECURITY"),
+    ({"TIPBOX_SMTP_HOST": "192.0.2.25", "TIPBOX_SMTP_SECURITY": "none", "TIPBOX_SMTP_PASSWORD": "pw"},
+     "TIPBOX_SMTP_SECURITY"),
+    # Phones would send tips in clear text.
+    ({"TIPBOX_PUBLIC_URL": "http://tip.example.vn"}, "TIPBOX_PUBLIC_URL"),
+    ({"TIPBOX_PUBLIC_URL": "HTTP://TIP.EXAMPLE.VN/"}, "TIPBOX_PUBLIC_URL"),
+]
+
+
+@pytest.mark.parametrize(("unsafe", "setting"), UNSAFE)
+def test_setups_that_cannot_be_safe_are_refused_at_start_up(
+    tmp_path: Path, unsafe: dict[str, str], setting: str
+) -> None:
+    env = {"PATH": "/usr/bin:/bin", **{f"TIPBOX_{k.upper()}": v for k, v in PROD.items()}, **unsafe}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "tipbox"), "serve", "--port", "1"], env=env, capture_output=True,
+        text=True, timeout=30, cwd=tmp_path, check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"tipbox: configuration error: {setting}: "), result.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"smtp_host": "127.0.0.1", "smtp_security": "none", "smtp_username": "u", "smtp_password": "pw"},
+        {"smtp_host": "localhost", "smtp_security": "none", "smtp_password": "pw"},
+        {"smtp_host": "::1", "smtp_security": "none", "smtp_password": "pw"},
+        {"smtp_security": "none"},  # no password: a relay that trusts this host's address, nothing secret in clear
+        {"smtp_security": "starttls", "smtp_username": "u", "smtp_password": "pw"},
+        {"public_url": "https://tip.example.vn"},
+    ],
+)
+def test_safe_setups_start(overrides: dict[str, object]) -> None:
+    assert load_settings(**{**PROD, **overrides})
+
+
+def test_a_development_run_may_have_a_plain_http_address() -> None:
+    assert load_settings(public_url="http://192.168.1.20:8000").dev_mode
+
+
 # -- Deployment settings (docs/deploy.md) --------------------------------------------------------------------------
 
 

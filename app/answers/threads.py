@@ -56,9 +56,13 @@ def _mac(secret: bytes, slug: str, public: bytes, nonce: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()[:_MAC_BYTES]
 
 
-def message_id(slug: str, public: bytes, secret: bytes, domain: str, *, follow_up: bool = False) -> str:
-    """The first tip's Message-ID (the same every time for a code), or a fresh one for a follow-up."""
-    nonce = secrets.token_bytes(_NONCE_BYTES) if follow_up else b""
+def message_id(
+    slug: str, public: bytes, secret: bytes, domain: str, *, follow_up: bool = False, seed: bytes = b""
+) -> str:
+    """The first tip's Message-ID (the same every time for a code), or one for a follow-up: from `seed` (the same
+    form sent again gets the same one), else fresh."""
+    nonce = (seed[:_NONCE_BYTES] if len(seed) >= _NONCE_BYTES else secrets.token_bytes(_NONCE_BYTES)) if follow_up \
+        else b""
     parts = [slug, _encode(public), *([_encode(nonce)] if nonce else []), _encode(_mac(secret, slug, public, nonce))]
     return f"<{'.'.join(parts)}@{domain}>"
 

@@ -4,14 +4,18 @@ Checked in this order for every submitted tip:
 1. the form token and the honeypot (`screen`, no storage): a missing or garbled token, a missing or filled
    honeypot, or a form sent sooner than `min_fill_seconds` after it was served is a bot, answered with the success
    page people see (a decoy receipt) while nothing is sent; a well-formed token that does not verify (another key,
-   another post) or one older than `form_max_age` gives the form back with a fresh token;
-2. the token's nonce (`admit`): claimed once; the same form sent again (a double tap, a reload) gets the receipt
-   it got the first time, and nothing is sent again; the same token with other text gives the form back, to be
-   sent as a new message;
-3. rate limits per source (the privacy middleware's hourly key) and per post, for claimed nonces only.
+   another post), one older than `form_max_age` or one dated in the future beyond the clocks' tolerance gives the
+   form back with a fresh token;
+2. the token's nonce (`admit`): the first sending of a form decides, and every later one is answered from it.
+   The same form sent again (a double tap, a reload) gets the receipt it got the first time and nothing is sent
+   again, or, if the mail server never confirmed the first, it is sent again under that receipt (the same
+   Message-ID); the same token with other text gives the form back, to be sent as a new message. A bot's form is
+   remembered the same way (a bounded number of them), so a form sent again tells no bot which its first was;
+3. rate limits per source (the privacy middleware's hourly key), counting attempts, and per post, counting tips
+   handed to the mail server (`spend`, after the files were cleaned).
 What is kept (claimed nonces with a keyed digest of what was sent and its receipt, counters) is short-lived, holds
 no address and no text, and lives in memory or, with `TIPBOX_LIMITS_STORAGE=redis://...`, in Redis shared by the
-replicas.
+replicas, whose clocks it then also shares (`app.guard.clock`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from limits.errors import StorageError
 
 from app import receipts
 from app.attachments import Upload
+from app.guard.clock import SharedClock
 from app.guard.limiter import Limiter
 from app.guard.store import MemoryStore, RedisStore, Store
 from app.guard.tokens import Tokens
@@ -43,9 +48,19 @@ HONEYPOT_FIELD = "hp_extra"
 # Where the privacy layer leaves a submission's source key in the ASGI scope (an hourly HMAC of the address, never
 # the address); the limiter counts per source with it.
 SOURCE_KEY = "tipbox.source"
-_PENDING = "pending"  # a nonce's value while its tip is being sent: "pending <digest>"; then "<digest> <receipt>"
+# A nonce's value: "pending <digest>" while its tip is being sent; "<digest> <receipt>" once delivered;
+# "unconfirmed <digest> <receipt>" when the mail server took the message but never answered; "decoy <digest>" for a
+# bot's form (its receipt is derived from the nonce, so it needs no room).
+_PENDING, _UNCONFIRMED, _DECOY = "pending", "unconfirmed", "decoy"
 _POLL_SECONDS = 0.1
+# How far apart the replicas' clocks may be: a token dated up to this far in the future is taken as it is (its fill
+# time cannot be judged); further, the form comes back with a fresh token. Never a decoy either way.
 _CLOCK_SKEW = 120.0
+# A token dated up to this far ahead counts as served this instant: replicas sharing Redis's clock agree to a few
+# milliseconds, and a bot posting the instant it got a form from another replica is still "too fast".
+_SAME_INSTANT = 0.5
+# Bots' forms remembered at once, at most (in the store, the oldest forgotten first): 3.1 MB (benchmarks/decoys.py).
+DECOY_RECORDS = 10_000
 _STORAGE_ERRORS: tuple[type[Exception], ...] = (StorageError, OSError, TimeoutError)  # and RedisError with Redis
 
 
@@ -61,32 +76,39 @@ class Screening:
     status: Literal["ok", "decoy", "expired"]
     token: str
     receipt: str = ""
-    nonce: str = ""
+    nonce: str = ""  # of a token that verified (ok, or a decoy with a token of ours)
+    sent: str = ""  # that token as sent: the form carries it back when its tip may have been delivered
 
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """`send` (go on, then `settle`), `repeat` (this form was delivered before with the same content: answer with
-    its `receipt`, send nothing), `changed` (the form was sent before with other content: give it back),
-    `limited`, `failed`."""
+    """`send` (go on, `spend`, then `settle`), `repeat` (this form was sent before with the same content: answer
+    with its `receipt`, send nothing), `decoy` (a bot's form: answer with its decoy `receipt`), `changed` (the
+    form was sent before with other content: give it back), `limited`, `failed`.
 
-    status: Literal["send", "repeat", "changed", "limited", "failed"]
+    `again`: this form was handed to the mail server before without a confirmation; it is sent again under its
+    first `receipt` (so its first Message-ID), counts against no limit, and stays "unconfirmed" if this fails too.
+    """
+
+    status: Literal["send", "repeat", "decoy", "changed", "limited", "failed"]
     receipt: str = ""
     digest: str = ""
     nonce: str = ""
+    again: bool = False
 
 
 class Guard:
     """The decisions: `screen` a submission, `admit` a valid tip, `settle` once the mail server answered."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
         self.tokens = Tokens(settings.secret)
         self._digest_key = hmac.new(settings.secret, b"tipbox duplicate digest", hashlib.sha256).digest()
+        self._decoy_key = hmac.new(settings.secret, b"tipbox decoy receipt", hashlib.sha256).digest()
         self._min_fill = settings.min_fill_seconds
         self._max_age = settings.form_max_age
-        # Long enough for one send with its retry; a crashed sender's claim expires by itself.
-        self._pending_seconds = 3 * settings.smtp_timeout + 15
+        # Long enough for one send with its retry before the message, and the wait for the answer to it; a crashed
+        # sender's claim expires by itself.
+        self._pending_seconds = 4 * settings.smtp_timeout + settings.smtp_data_timeout + 15
         self._pool = None
         self._storage_errors = _STORAGE_ERRORS
         if settings.limits_storage != "memory://":
@@ -97,41 +119,55 @@ class Guard:
                 settings.limits_storage, socket_timeout=2.0, socket_connect_timeout=2.0
             )
             self._storage_errors = (RedisError, *_STORAGE_ERRORS)
+        self.clock = SharedClock(clock, self._pool)  # what tokens are dated and judged by
         self.store: Store = RedisStore(self._pool) if self._pool is not None else MemoryStore(clock)
         self.limiter = Limiter(settings, self._pool, clock)
         self.counts: Counter[str] = Counter()
 
+    async def start(self) -> None:
+        """Set the clock by Redis's, when replicas share one (before the first form is served)."""
+        await self.clock.sync()
+
     def form_token(self, post: Post) -> tuple[str, str]:
         """A freshly served form's token field: (name, value)."""
-        return TOKEN_FIELD, self.tokens.issue(post.slug, self._clock())
+        return TOKEN_FIELD, self.tokens.issue(post.slug, self.clock())
 
     def screen(self, post: Post, fields: Mapping[str, str]) -> Screening:
         """Check the token and the honeypot; needs no storage."""
         text = fields.get(TOKEN_FIELD, "")
         token = self.tokens.read(text, post.slug)
         honeypot = fields.get(HONEYPOT_FIELD)
-        now = self._clock()
+        now = self.clock()
         reason = None
-        if (token is None and not self.tokens.well_formed(text)) or (token and now - token.issued < -_CLOCK_SKEW):
+        if token is None and not self.tokens.well_formed(text):
             reason = "invalid token"
         elif honeypot is None:
             reason = "honeypot missing"
         elif honeypot:
             reason = "honeypot filled"
-        elif token is None or now - token.issued > self._max_age:
+        elif token is None or now - token.issued > self._max_age or token.issued - now > _CLOCK_SKEW:
             # A form served before the secret key changed (or by a dev process since restarted), or for another
             # post, is a person's as often as a bot's: it comes back like an expired one (a bot gets a fresh token,
-            # no more; docs/abuse.md). Backdated so that pressing Send at once is not "too fast".
+            # no more; docs/abuse.md). So does one dated in the future by a replica whose clock is far off.
+            # Backdated so that pressing Send at once is not "too fast".
             if token is None:
                 self._count("token not verified (another key or post), form given back")
+            elif token.issued > now:
+                self._count("token from the future (a replica's clock is off), form given back")
             return Screening("expired", self.tokens.issue(post.slug, now - self._min_fill))
-        elif now - token.issued < self._min_fill:
-            reason = "too fast"
+        elif -_SAME_INSTANT <= now - token.issued < self._min_fill:
+            reason = "too fast"  # (a token from further in the future says the clocks differ, not a bot's speed)
         if reason is not None:
             self._count(reason)
-            return Screening("decoy", "", receipt=receipts.new_code())
+            if token is None:  # nothing of ours to remember: the same text always gets the same receipt
+                return Screening("decoy", "", receipt=self._decoy_receipt("text:" + text))
+            return Screening("decoy", self.tokens.issue(post.slug, token.issued), nonce=token.nonce, sent=text)
         assert token is not None
-        return Screening("ok", self.tokens.issue(post.slug, token.issued), nonce=token.nonce)
+        return Screening("ok", self.tokens.issue(post.slug, token.issued), nonce=token.nonce, sent=text)
+
+    def token_verifies(self, post: Post, text: str) -> bool:
+        """Whether `text` is a token this service signed for `post`, whatever its age: a form that may carry files."""
+        return self.tokens.read(text, post.slug) is not None
 
     async def admit(
         self,
@@ -140,33 +176,50 @@ class Guard:
         values: Mapping[str, str],
         uploads: Sequence[Upload],
         source: str | None,
-        receipt: str,
+        receipt: str = "",
     ) -> Ticket:
-        """Decide whether a screened, valid tip is sent now; with `send`, the caller must `settle` the ticket."""
+        """Decide what becomes of a screened form (valid, or a bot's with a token of ours); with `send`, the caller
+        must `settle` the ticket."""
         digest = self._digest(post, values, uploads)
         try:
-            return await self._admit(post, screening.nonce, digest, source, receipt)
+            await self.clock.refresh()
+            return await self._admit(post, screening, digest, source, receipt)
         except self._storage_errors as exc:
             logger.error("tip not sent: the guard's storage is unavailable (%s)", type(exc).__name__)
             return Ticket("failed")
 
-    async def _admit(self, post: Post, nonce: str, digest: str, source: str | None, receipt: str) -> Ticket:
+    async def _admit(self, post: Post, screening: Screening, digest: str, source: str | None, receipt: str) -> Ticket:
         # The nonce first: a form sent again is answered from its first sending and counts against no limit, and
         # the limits are counted before anything costly (the caller decodes files only after `send`).
+        nonce, decoy = screening.nonce, screening.status == "decoy"
         deadline = asyncio.get_running_loop().time() + self._pending_seconds
         key = f"seen:{nonce}"
-        while (first := await self.store.claim(key, f"{_PENDING} {digest}", self._pending_seconds)) is not None:
-            state, _, value = first.partition(" ")
-            if state != _PENDING:
-                if state == digest:
-                    self._count("form sent again, answered with its receipt")
-                    return Ticket("repeat", value)
+        if decoy:  # a bot's form is remembered like a delivered one, among DECOY_RECORDS at most
+            mine, ttl, keep = f"{_DECOY} {digest}", self._kept_seconds, DECOY_RECORDS
+        else:
+            mine, ttl, keep = f"{_PENDING} {digest}", self._pending_seconds, None
+        while (first := await self.store.claim(key, mine, ttl, keep=keep)) is not None:
+            state, first_digest, first_receipt = _parse(first)
+            if state == _PENDING:
+                if asyncio.get_running_loop().time() > deadline:
+                    return Ticket("failed")
+                await asyncio.sleep(_POLL_SECONDS)  # the same form is being sent right now (a double tap)
+                continue
+            if first_digest != digest:
                 self._count("form sent again with other content, given back")
                 return Ticket("changed")
-            if asyncio.get_running_loop().time() > deadline:
-                return Ticket("failed")
-            await asyncio.sleep(_POLL_SECONDS)  # the same form is being sent right now (a double tap)
-        if not await self.limiter.hit(post.slug, source):
+            if state == _UNCONFIRMED and not decoy:
+                # Handed to the mail server before, never confirmed: sent again under its first receipt, so its
+                # first Message-ID (a mailbox that drops a repeated Message-ID shows the tip once).
+                if await self.store.swap(key, first, f"{_PENDING} {digest}", self._pending_seconds):
+                    self._count("form sent again after an unconfirmed hand-off, under its first receipt")
+                    return Ticket("send", first_receipt, digest, nonce, again=True)
+                continue
+            self._count("form sent again, answered with its receipt")
+            return Ticket("repeat", first_receipt if state != _DECOY else self._decoy_receipt(nonce))
+        if decoy:
+            return Ticket("decoy", self._decoy_receipt(nonce))
+        if not await self.limiter.admit(post.slug, source):
             await self.store.delete(key)
             self._count("over a rate limit")
             return Ticket("limited")
@@ -183,17 +236,41 @@ class Guard:
             self._count("answers lookups over the source's limit")
         return allowed
 
-    async def settle(self, ticket: Ticket, *, delivered: bool) -> None:
-        """Remember a delivered form's digest and receipt for as long as its token lives; after a failure, free the
-        token for a retry."""
+    async def spend(self, post: Post, ticket: Ticket) -> Literal["send", "limited", "failed"]:
+        """Count a tip about to be handed to the mail server against the post's limit: refused files, or text, never
+        spend it. A form sent again after an unconfirmed hand-off counted the first time."""
+        if ticket.again:
+            return "send"
         try:
-            if delivered:
-                ttl = self._max_age + 2 * _CLOCK_SKEW
-                await self.store.put(f"seen:{ticket.nonce}", f"{ticket.digest} {ticket.receipt}", ttl)
+            if await self.limiter.spend(post.slug):
+                return "send"
+        except self._storage_errors as exc:
+            logger.error("tip not sent: the guard's storage is unavailable (%s)", type(exc).__name__)
+            return "failed"
+        self._count("over the post's limit")
+        return "limited"
+
+    async def settle(self, ticket: Ticket, result: Literal["delivered", "unconfirmed", "failed"]) -> None:
+        """Remember a delivered form's digest and receipt for as long as its token lives, or an unconfirmed one's
+        (to send it again under the same receipt); after a failure, free the token for a retry."""
+        key = f"seen:{ticket.nonce}"
+        try:
+            if result == "delivered":
+                await self.store.put(key, f"{ticket.digest} {ticket.receipt}", self._kept_seconds)
+            elif result == "unconfirmed" or ticket.again:  # it may have arrived the first time
+                await self.store.put(key, f"{_UNCONFIRMED} {ticket.digest} {ticket.receipt}", self._kept_seconds)
             else:
-                await self.store.delete(f"seen:{ticket.nonce}")
+                await self.store.delete(key)
         except self._storage_errors as exc:
             logger.error("the guard's storage is unavailable (%s)", type(exc).__name__)
+
+    @property
+    def _kept_seconds(self) -> float:
+        return self._max_age + 2 * _CLOCK_SKEW
+
+    def _decoy_receipt(self, seed: str) -> str:
+        """A bot's receipt, the same every time for the same form: nothing to store, nothing to tell it apart."""
+        return receipts.code_from(hmac.new(self._decoy_key, seed.encode(), hashlib.sha256).digest())
 
     async def stored_keys(self) -> list[str]:
         """Every key the guard and its limiter hold right now (in Redis, both are under `PREFIX`)."""
@@ -201,6 +278,7 @@ class Guard:
 
     async def close(self) -> None:
         await self.store.close()
+        await self.clock.close()
         if self._pool is not None:
             await self._pool.aclose()
 
@@ -217,3 +295,12 @@ class Guard:
         count = self.counts[reason]
         if count & (count - 1) == 0 or count % 1000 == 0:
             logger.info("guard: %s, %d since start; nothing sent for it", reason, count)
+
+
+def _parse(value: str) -> tuple[str, str, str]:
+    """A nonce's value as (state, digest, receipt); a delivered one's state is "delivered"."""
+    state, _, rest = value.partition(" ")
+    if state in (_PENDING, _UNCONFIRMED, _DECOY):
+        digest, _, receipt = rest.partition(" ")
+        return state, digest, receipt
+    return "delivered", state, rest

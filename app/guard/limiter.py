@@ -40,19 +40,37 @@ class Limiter:
         self._per_post = limits.parse_many(settings.post_rate)
         self._per_source = limits.parse_many(settings.source_rate) if settings.source_rate else []
 
-    async def hit(self, post: str, source: str | None) -> bool:
-        """Count one tip against the source's and the post's limits; False once either is reached."""
-        checks = [(item, "source", source) for item in self._per_source] if source is not None else []
-        checks += [(item, "post", post) for item in self._per_post]
-        for item, kind, name in checks:
-            if self.memory is not None:
-                allowed = self.memory.hit(item, kind, name)
-            else:
-                assert self._redis is not None
-                allowed = await self._redis.hit(item, kind, name)
+    async def admit(self, post: str, source: str | None) -> bool:
+        """Count an attempt against the source's limits, and check (without counting) that the post's limits have
+        room; False once either is reached. A tip that is then refused (a file that cannot be cleaned, the mail
+        server) has spent the source's count, not the post's: the post counts when it `spend`s."""
+        for item in self._per_source if source is not None else []:
+            if not await self._hit(item, "source", source or ""):
+                return False
+        for item in self._per_post:
+            allowed = self.memory.test(item, "post", post) if self.memory is not None else (
+                await self._moving().test(item, "post", post)
+            )
             if not allowed:
                 return False
         return True
+
+    async def spend(self, post: str) -> bool:
+        """Count a tip about to be handed to the mail server against the post's limits; False if one was reached
+        since `admit` (other tips were sent meanwhile)."""
+        for item in self._per_post:
+            if not await self._hit(item, "post", post):
+                return False
+        return True
+
+    async def _hit(self, item: limits.RateLimitItem, kind: str, name: str) -> bool:
+        if self.memory is not None:
+            return self.memory.hit(item, kind, name)
+        return await self._moving().hit(item, kind, name)
+
+    def _moving(self) -> MovingWindowRateLimiter:
+        assert self._redis is not None
+        return self._redis
 
     async def hit_lookup(self, source: str | None) -> bool:
         """Count one answers lookup against the source's limit (its own count, the tips' rate); False once reached."""

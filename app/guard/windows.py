@@ -36,6 +36,12 @@ class MemoryWindows:
             self._next_sweep = now + _SWEEP_SECONDS
         return True
 
+    def test(self, item: limits.RateLimitItem, *identifiers: str) -> bool:
+        """Whether a hit for `identifiers` would be counted now (nothing is counted)."""
+        key, now, window = item.key_for(*identifiers), self._clock(), float(item.get_expiry())
+        times = self._hits.get(key, (window, []))[1]
+        return len(times) - bisect.bisect_left(times, now - window) < item.amount
+
     def keys(self) -> list[str]:
         return list(self._hits)
 
