@@ -97,7 +97,7 @@ class Hold:
         return True
 
     def end(self) -> None:
-        """The request is answered: it is no longer among its source's uploads."""
+        """The request is answered, or holds its files no more: it is no longer among its source's uploads."""
         if self._uploading and self._source is not None:
             left = self._budget.uploads[self._source] - 1
             if left:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import socket
@@ -13,10 +14,14 @@ import httpx2
 import pytest
 from httpx2 import Response
 from PIL import Image
+from starlette.requests import Request
 from starlette.testclient import TestClient
+from starlette.types import Message
 
-from app.forms import Pace
+from app.budget import MemoryBudget
+from app.forms import Pace, read_form
 from app.main import build_site, create_app
+from app.relay import Form
 from app.routes import Site
 from app.settings import Settings
 from tests.helpers import form_fields, hidden_fields
@@ -107,6 +112,34 @@ def test_a_body_that_grows_past_the_limit_as_it_streams_keeps_its_words(
     _assert_words_kept_and_files_asked_again(response)
     assert sink.handler.messages == []
     assert small_site.budget.used == 0
+
+
+def test_a_body_read_on_past_its_limit_no_longer_holds_its_sources_upload_share() -> None:
+    """Its files are dropped: the text read on to the end must not keep one of the source's two upload slots (one
+    sender, or everyone behind the same carrier address, would get "busy" for photos for as long as it trickles)."""
+    budget = MemoryBudget(10_000_000)
+    body = _multipart(WORDS, [("photo", bytes(400_000))])
+    chunks = [body[start : start + 4096] for start in range(0, len(body), 4096)]
+    shares: list[int] = []
+
+    async def receive() -> Message:
+        if len(chunks) in (70, 10):  # holding its photo (past the allowance), then read on past the limit
+            shares.append(sum(budget.uploads.values()))
+        chunk = chunks.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    # Declared under the limit, larger as it arrives (a declared excess would drop the files from the start).
+    headers = [(b"content-type", b"multipart/form-data; boundary=B"), (b"content-length", b"150000")]
+    request = Request({"type": "http", "method": "POST", "path": "/", "headers": headers}, receive)
+
+    async def read() -> Form:
+        with budget.hold("source") as hold:
+            return await read_form(request, 200_000, hold)
+
+    form = asyncio.run(read())
+    assert form.too_large and form.uploads == [] and form.fields["what"] == WORDS["what"]
+    assert shares == [1, 0]
+    assert budget.uploads == {} and budget.used == 0
 
 
 def test_a_body_declared_over_the_hard_limit_is_refused_unread(small_client: TestClient, sink: Sink) -> None:
@@ -304,6 +337,10 @@ def test_a_burst_buys_one_window_not_an_hour() -> None:
     for second in range(1, 1000):  # 20 KB a second over a poor 3G link: 20 MB in 1000 s
         phone.add(float(second), 20_000)
         assert phone.deadline() == second + 15  # only silence could cut it off, never its rate
+    edge = Pace(0.0)
+    for second in range(1, 61):  # a 300 KB voice note over EDGE in a village, 5 KB a second
+        edge.add(float(second), 5_000)
+        assert edge.deadline() == second + 15
     quiet = Pace(0.0)
     quiet.add(2.0, 3_000)  # a text tip's first bytes, then nothing: the first window, or 15 s of silence
     assert quiet.deadline() == 17.0
