@@ -47,12 +47,20 @@ def _mask(body: str, secret: bytes) -> int:
     return int.from_bytes(digest[:8], "big") % 10
 
 
-def new_code(tag: int | None = None, secret: bytes = b"") -> str:
+def new_code(tag: int | None = None, secret: bytes = b"", *, seed: bytes = b"") -> str:
     """A fresh receipt code in groups of four digits, carrying `tag` (0-9) readable only with `secret`.
 
-    Without a tag (a decoy for a bot) the tag digit is random too.
+    With a `seed` (the form token's single-use nonce) the code is made from it under `secret`: a form sent again gets
+    its receipt again without the code being stored anywhere. Without a tag (a decoy for a bot) the tag digit is
+    random too.
     """
-    body = str(secrets.randbelow(10**_RANDOM_DIGITS)).zfill(_RANDOM_DIGITS)
+    if seed:
+        if not secret:
+            raise ValueError("a receipt made from a seed needs the secret")
+        digest = hmac.new(secret, b"tipbox-receipt:" + seed, hashlib.sha256).digest()
+        body = str(int.from_bytes(digest, "big") % 10**_RANDOM_DIGITS).zfill(_RANDOM_DIGITS)
+    else:
+        body = str(secrets.randbelow(10**_RANDOM_DIGITS)).zfill(_RANDOM_DIGITS)
     if tag is None:
         masked = secrets.randbelow(10)
     elif 0 <= tag <= 9 and secret:

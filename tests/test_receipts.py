@@ -234,3 +234,14 @@ def test_thread_id_and_tag_are_stable_across_processes_and_restarts() -> None:
 
 def test_receipts_uses_no_other_randomness() -> None:
     assert "random" not in vars(receipts)
+
+
+def test_a_code_made_from_a_seed_is_the_same_for_the_same_seed_and_secret_only() -> None:
+    """A form's receipt is made from its token's nonce: sent again, the form gets it again, and nothing stores it."""
+    first = receipts.new_code(7, b"secret", seed=b"nonce-1")
+    assert receipts.new_code(7, b"secret", seed=b"nonce-1") == first
+    assert receipts.parse_code(first) == first and receipts.read_tag(first, b"secret") == 7
+    others = {receipts.new_code(7, b"secret", seed=b"nonce-2"), receipts.new_code(7, b"other", seed=b"nonce-1")}
+    assert first not in others and len(others) == 2
+    with pytest.raises(ValueError):
+        receipts.new_code(7, b"", seed=b"nonce-1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import subprocess
 import sys
@@ -110,6 +111,12 @@ def _all_stored(url: str, db: int) -> list[str]:
         return found
 
 
+def _nonce(token: str) -> str:
+    """The single-use nonce inside a form token (app.guard.tokens: version, 6 bytes of time, 13 of nonce), in hex."""
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    return raw[7:20].hex()
+
+
 def test_replicas_share_sent_forms_and_the_post_limit(
     replicas: list[str], module_sink: Sink, redis_url: str
 ) -> None:
@@ -136,6 +143,11 @@ def test_replicas_share_sent_forms_and_the_post_limit(
     assert statuses == [200] * (POST_RATE - 1) + [429]
     assert len(module_sink.handler.messages) == POST_RATE
     assert_no_address(_all_stored(redis_url, 0), CLIENT)
+    # Nor the receipt code, which opens the answers (this Redis may hold them too), nor the nonce it is made from.
+    stored = " ".join(_all_stored(redis_url, 0))
+    code = receipt_of(first)
+    assert code.replace(" ", "") not in stored.replace(" ", "") and code[:9] not in stored
+    assert _nonce(data[TOKEN_FIELD]) not in stored
     assert any(key.startswith(PREFIX + "limits") for key in _all_stored(redis_url, 0))
 
 

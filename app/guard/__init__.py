@@ -13,8 +13,8 @@ Checked in this order for every submitted tip:
    remembered the same way (a bounded number of them), so a form sent again tells no bot which its first was;
 3. rate limits per source (the privacy middleware's hourly key), counting attempts, and per post, counting tips
    handed to the mail server (`spend`, after the files were cleaned).
-What is kept (claimed nonces with a keyed digest of what was sent and its receipt, counters) is short-lived, holds
-no address and no text, and lives in memory or, with `TIPBOX_LIMITS_STORAGE=redis://...`, in Redis shared by the
+What is kept (a keyed hash of each claimed nonce with a keyed digest of what was sent, counters) is short-lived,
+holds no address, no text and no receipt code, and lives in memory or, with `TIPBOX_LIMITS_STORAGE=redis://...`, in Redis shared by the
 replicas, whose clocks it then also shares (`app.guard.clock`).
 """
 
@@ -48,9 +48,9 @@ HONEYPOT_FIELD = "hp_extra"
 # Where the privacy layer leaves a submission's source key in the ASGI scope (an hourly HMAC of the address, never
 # the address); the limiter counts per source with it.
 SOURCE_KEY = "tipbox.source"
-# A nonce's value: "pending <digest>" while its tip is being sent; "<digest> <receipt>" once delivered;
-# "unconfirmed <digest> <receipt>" when the mail server took the message but never answered; "decoy <digest>" for a
-# bot's form (its receipt is derived from the nonce, so it needs no room).
+# A nonce's value: "pending <digest>" while its tip is being sent; "<digest>" once delivered; "unconfirmed <digest>"
+# when the mail server took the message but never answered; "decoy <digest>" for a bot's form. No receipt: a new
+# report's is made from its nonce under the secret, a follow-up's comes back in the form.
 _PENDING, _UNCONFIRMED, _DECOY = "pending", "unconfirmed", "decoy"
 _POLL_SECONDS = 0.1
 # How far apart the replicas' clocks may be: a token dated up to this far in the future is taken as it is (its fill
@@ -193,13 +193,13 @@ class Guard:
         # the limits are counted before anything costly (the caller decodes files only after `send`).
         nonce, decoy = screening.nonce, screening.status == "decoy"
         deadline = asyncio.get_running_loop().time() + self._pending_seconds
-        key = f"seen:{nonce}"
+        key = self._seen_key(nonce)
         if decoy:  # a bot's form is remembered like a delivered one, among DECOY_RECORDS at most
             mine, ttl, keep = f"{_DECOY} {digest}", self._kept_seconds, DECOY_RECORDS
         else:
             mine, ttl, keep = f"{_PENDING} {digest}", self._pending_seconds, None
         while (first := await self.store.claim(key, mine, ttl, keep=keep)) is not None:
-            state, first_digest, first_receipt = _parse(first)
+            state, first_digest = _parse(first)
             if state == _PENDING:
                 if asyncio.get_running_loop().time() > deadline:
                     return Ticket("failed")
@@ -210,13 +210,14 @@ class Guard:
                 return Ticket("changed")
             if state == _UNCONFIRMED and not decoy:
                 # Handed to the mail server before, never confirmed: sent again under its first receipt, so its
-                # first Message-ID (a mailbox that drops a repeated Message-ID shows the tip once).
+                # first Message-ID (a mailbox that drops a repeated Message-ID shows the tip once). The same
+                # content and nonce make the same `receipt` (`receipts.new_code`): no code is stored.
                 if await self.store.swap(key, first, f"{_PENDING} {digest}", self._pending_seconds):
                     self._count("form sent again after an unconfirmed hand-off, under its first receipt")
-                    return Ticket("send", first_receipt, digest, nonce, again=True)
+                    return Ticket("send", receipt, digest, nonce, again=True)
                 continue
             self._count("form sent again, answered with its receipt")
-            return Ticket("repeat", first_receipt if state != _DECOY else self._decoy_receipt(nonce))
+            return Ticket("repeat", receipt if state != _DECOY else self._decoy_receipt(nonce))
         if decoy:
             return Ticket("decoy", self._decoy_receipt(nonce))
         if not await self.limiter.admit(post.slug, source):
@@ -251,14 +252,15 @@ class Guard:
         return "limited"
 
     async def settle(self, ticket: Ticket, result: Literal["delivered", "unconfirmed", "failed"]) -> None:
-        """Remember a delivered form's digest and receipt for as long as its token lives, or an unconfirmed one's
-        (to send it again under the same receipt); after a failure, free the token for a retry."""
-        key = f"seen:{ticket.nonce}"
+        """Remember a delivered form's digest for as long as its token lives, or an unconfirmed one's (to send it
+        again under the same receipt); after a failure, free the token for a retry. Never the receipt: whoever
+        copies the store (a Redis shared with the answers) must not learn the codes that open the answers."""
+        key = self._seen_key(ticket.nonce)
         try:
             if result == "delivered":
-                await self.store.put(key, f"{ticket.digest} {ticket.receipt}", self._kept_seconds)
+                await self.store.put(key, ticket.digest, self._kept_seconds)
             elif result == "unconfirmed" or ticket.again:  # it may have arrived the first time
-                await self.store.put(key, f"{_UNCONFIRMED} {ticket.digest} {ticket.receipt}", self._kept_seconds)
+                await self.store.put(key, f"{_UNCONFIRMED} {ticket.digest}", self._kept_seconds)
             else:
                 await self.store.delete(key)
         except self._storage_errors as exc:
@@ -267,6 +269,10 @@ class Guard:
     @property
     def _kept_seconds(self) -> float:
         return self._max_age + 2 * _CLOCK_SKEW
+
+    def _seen_key(self, nonce: str) -> str:
+        """A sent form's key: a keyed hash of its nonce, so that the key says nothing from which its code is made."""
+        return "seen:" + hmac.new(self._digest_key, b"seen:" + nonce.encode(), hashlib.sha256).hexdigest()[:32]
 
     def _decoy_receipt(self, seed: str) -> str:
         """A bot's receipt, the same every time for the same form: nothing to store, nothing to tell it apart."""
@@ -297,10 +303,9 @@ class Guard:
             logger.info("guard: %s, %d since start; nothing sent for it", reason, count)
 
 
-def _parse(value: str) -> tuple[str, str, str]:
-    """A nonce's value as (state, digest, receipt); a delivered one's state is "delivered"."""
+def _parse(value: str) -> tuple[str, str]:
+    """A nonce's value as (state, digest); a delivered one's state is "delivered"."""
     state, _, rest = value.partition(" ")
     if state in (_PENDING, _UNCONFIRMED, _DECOY):
-        digest, _, receipt = rest.partition(" ")
-        return state, digest, receipt
-    return "delivered", state, rest
+        return state, rest.partition(" ")[0]
+    return "delivered", state
