@@ -243,5 +243,5 @@ def test_a_code_made_from_a_seed_is_the_same_for_the_same_seed_and_secret_only()
     assert receipts.parse_code(first) == first and receipts.read_tag(first, b"secret") == 7
     others = {receipts.new_code(7, b"secret", seed=b"nonce-2"), receipts.new_code(7, b"other", seed=b"nonce-1")}
     assert first not in others and len(others) == 2
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs the secret"):
         receipts.new_code(7, b"", seed=b"nonce-1")

@@ -14,8 +14,8 @@ Checked in this order for every submitted tip:
 3. rate limits per source (the privacy middleware's hourly key), counting attempts, and per post, counting tips
    handed to the mail server (`spend`, after the files were cleaned).
 What is kept (a keyed hash of each claimed nonce with a keyed digest of what was sent, counters) is short-lived,
-holds no address, no text and no receipt code, and lives in memory or, with `TIPBOX_LIMITS_STORAGE=redis://...`, in Redis shared by the
-replicas, whose clocks it then also shares (`app.guard.clock`).
+holds no address, no text and no receipt code, and lives in memory or, with `TIPBOX_LIMITS_STORAGE=redis://...`,
+in Redis shared by the replicas, whose clocks it then also shares (`app.guard.clock`).
 """
 
 from __future__ import annotations
