@@ -20,7 +20,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from app import i18n
-from app.answers import keys, threads
+from app.answers import authentication, keys, threads
 from app.answers.store import Store
 from app.answers.text import reply_text
 from app.i18n import N_
@@ -84,6 +84,11 @@ def _header(message: EmailMessage, name: str) -> str:
         return ""
 
 
+def _raw_headers(message: EmailMessage, name: str) -> list[str]:
+    """Every `name` header's value as written (folded, comments kept), top first."""
+    return [str(value) for key, value in message.raw_items() if key.lower() == name.lower()]
+
+
 @dataclass
 class Ingestion:
     """Reads replies against the posts' officers and files them in `store`; `send` mails the confirmations."""
@@ -94,6 +99,8 @@ class Ingestion:
     sender: str
     locales_dir: Path | None = None
     clock: Callable[[], float] = time.time
+    # The reply mailbox's server (`TIPBOX_ANSWERS_AUTHSERV_ID`): when set, it must vouch for the From domain.
+    authserv_id: str | None = None
 
     def read(self, raw: bytes) -> tuple[EmailMessage, threads.Thread, str] | Dropped:
         """The message, its thread and its officer, or why it is not an answer."""
@@ -117,6 +124,10 @@ class Ingestion:
             return Dropped("the post is not configured")
         if officer is None or not officer_allowed(officer, allowed):
             return Dropped("From is not one of the post's officers")
+        if self.authserv_id is not None and not authentication.authenticated(
+            _raw_headers(message, "Authentication-Results"), self.authserv_id, officer
+        ):
+            return Dropped(f"From not authenticated by {self.authserv_id}")
         return message, thread, officer
 
     async def take(self, raw: bytes) -> Kept | Dropped:
