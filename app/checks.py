@@ -25,6 +25,10 @@ TEST_BODY = N_(
     "address like this one. Nothing needs to be done."
 )
 _REDIS_SECONDS = 3.0
+AUTHSERV_WARNING = (
+    "  warning: answers: officers' addresses are trusted as written (anyone who saw a tip can forge From); set "
+    "TIPBOX_ANSWERS_AUTHSERV_ID to the reply mailbox's server (docs/answers.md)"
+)
 
 
 @dataclass
@@ -55,6 +59,8 @@ async def run(settings: Settings, *, send_test: bool = False) -> Report:
         await _check_redis(settings.limits_storage, "TIPBOX_LIMITS_STORAGE", report)
     if settings.answers_on and settings.answers_store_url.startswith(("redis://", "rediss://")):
         await _check_redis(settings.answers_store_url, "TIPBOX_ANSWERS_STORE", report)
+    if settings.answers_on and settings.answers_authserv_id is None:
+        report.lines.append(AUTHSERV_WARNING)
     return report
 
 

@@ -189,6 +189,13 @@ def _answer(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.answers_on:
         print("tipbox: answer: answers are off (set TIPBOX_REPLY_TO)", file=sys.stderr)
         return EX_TEMPFAIL  # the MTA keeps the reply until answers are configured
+    if settings.secret_key is None:
+        # Only a development run gets this far without one, and its random key matches no tip: every reply would be
+        # dropped for good. Postfix's pipe passes no environment; the settings file is then the usual cause.
+        print("tipbox: answer: TIPBOX_SECRET_KEY is not set, so no reply can be matched to its tip "
+              "(the MTA runs this command with an empty environment: add --env-file /etc/tipbox/tipbox.env)",
+              file=sys.stderr)
+        return EX_TEMPFAIL
     raw = read_message(sys.stdin.buffer)
     answers = Answers(settings, settings.load_posts(), slots=2)
     server = smtp_server(settings)
@@ -201,6 +208,24 @@ def _answer(args: argparse.Namespace, settings: Settings) -> int:
             await answers.store.close()
 
     return asyncio.run(run())
+
+
+def load_env_file(path: Path) -> None:
+    """Put the settings file's KEY=VALUE lines into the environment, where a variable is not set already.
+
+    Read much as systemd's EnvironmentFile reads it (comments, quotes, no `$` expansion: a password keeps its
+    dollar signs), so the service and the command see the same values."""
+    from dotenv import dotenv_values
+
+    if not path.is_file():
+        raise ConfigError(f"--env-file: {path} is not a readable file")
+    try:
+        values = dotenv_values(path, interpolate=False, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--env-file: cannot read {path} ({type(exc).__name__})") from None
+    for name, value in values.items():
+        if value is not None:
+            os.environ.setdefault(name, value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -248,6 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     sort.add_argument("--out", type=Path, metavar="FILE", help="write to FILE instead of standard output")
     sort.set_defaults(run=_filters)
     take = commands.add_parser("answer", help="take one officer's reply from standard input (for the MTA)")
+    take.add_argument(
+        "--env-file", type=Path, metavar="PATH",
+        help="read TIPBOX_* settings from PATH (KEY=VALUE lines, as /etc/tipbox/tipbox.env) first; the environment "
+        "wins (Postfix's pipe runs commands with an empty one)",
+    )
     take.set_defaults(run=_answer)
     return parser
 
@@ -255,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "env_file", None) is not None:
+            load_env_file(args.env_file)
         settings = load_settings()
         return int(args.run(args, settings))
     except ConfigError as exc:

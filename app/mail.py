@@ -1,4 +1,5 @@
-"""The officer's email for a tip: fixed headers from configuration, the sender's words in the body only.
+"""The officer's email for a tip: fixed headers from configuration, the sender's words in the body only; and the
+short confirmation an officer gets for an answer (`confirmation`). tipbox writes no email anywhere else.
 
 `Composer.draft` says everything the message says; `as_bytes` writes it to its wire form with `app.mime`. The
 stdlib `email` package is not used to write it (it spends milliseconds refolding headers it was given whole, and
@@ -11,6 +12,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +35,11 @@ from app.settings import Post
 SUBJECT_TAG = "[Tin báo]"
 # How the email names a file's type, e.g. "Ảnh JPEG", "Ghi âm M4A".
 KIND_LABELS = {"photo": N_("Photo %(format)s"), "voice": N_("Voice recording %(format)s")}
+CONFIRMATION = N_(
+    "Your answer is stored. The sender sees it when they enter their receipt code on the tip box page."
+)
+FILES_NOT_PASSED_ON = N_("Attached files are not passed on to the sender: write what they need to know.")
+_MESSAGE_ID = re.compile(r"<[!-;=?-~]+>")  # printable ASCII between < and >, as a References header holds ids
 _FORMAT_NAMES = {"jpg": "JPEG"}
 
 Kind = Literal["photo", "voice"]
@@ -224,6 +231,33 @@ def as_bytes(draft: Draft) -> bytes:
     if voices:
         root = mime.multipart("mixed", [root, *voices])
     return mime.message(headers, root)
+
+
+def confirmation(
+    sender: str, officer: str, *, subject: str, answer_id: str, references: str, files: int, at: float,
+    locales_dir: Path | None = None,
+) -> bytes:
+    """The note an officer gets once their answer is stored, in its thread (the answer's Message-ID `answer_id` and
+    its `references`), saying so and, if the answer had `files`, that they are not passed on. It quotes nothing."""
+    gettext = i18n.translations(i18n.OFFICER_LANGUAGE, locales_dir).gettext
+    lines = [gettext(CONFIRMATION)] + ([gettext(FILES_NOT_PASSED_ON)] if files else [])
+    subject = " ".join(subject.split())[:200]
+    domain = sender.rpartition("@")[2] or "localhost"
+    headers = [
+        ("From", sender), ("To", officer),
+        ("Subject", subject if subject.lower().startswith("re:") else f"Re: {subject}".strip()),
+        ("Date", email.utils.formatdate(at, localtime=False)),
+        ("Message-ID", email.utils.make_msgid(domain=domain)),
+    ]
+    parent = answer_id.strip()
+    if _MESSAGE_ID.fullmatch(parent):
+        thread = [*_MESSAGE_ID.findall(references), parent]
+        while len(" ".join(thread)) > 900:  # the newest ids, within a line's 998 characters
+            thread.pop(0)
+        headers += [("In-Reply-To", parent), ("References", " ".join(thread))]
+    headers.append(("Auto-Submitted", "auto-replied"))  # RFC 3834: no auto-reply comes back to it
+    written = [mime.header(name, value, text=name == "Subject") for name, value in headers]
+    return mime.message(written, mime.text_part("plain", "\n\n".join(lines)))
 
 
 @cache

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     imap_poll_seconds: float = Field(default=60.0, ge=1, le=3600)
     answers_store: str | None = None
     answer_days: int = Field(default=90, ge=1, le=3650)
+    # The reply mailbox's receiving server, as it names itself in Authentication-Results: answers are kept only if
+    # it vouches for the From domain (DMARC or DKIM). Unset: officers' addresses are trusted as written.
+    answers_authserv_id: str | None = None
     # Deployment (docs/deploy.md): the proxies whose X-Forwarded-For is believed, the metrics' address, and the
     # name and address of a single post set with TIPBOX_MAILBOX.
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
@@ -74,7 +77,8 @@ class Settings(BaseSettings):
 
     @field_validator(
         "smtp_host", "smtp_username", "mail_from", "mailbox", "public_url", "source_rate", "reply_to", "imap_host",
-        "imap_username", "answers_store", "metrics_address", "post_name", "post_slug", mode="before"
+        "imap_username", "answers_store", "answers_authserv_id", "metrics_address", "post_name", "post_slug",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

@@ -165,3 +165,19 @@ def test_a_posts_file_mistake_or_a_second_way_of_naming_posts_is_one_line(
     assert cli.main(["check"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("tipbox: configuration error: TIPBOX_MAILBOX: set either TIPBOX_POSTS_FILE")
+
+
+def test_answers_without_an_authserv_id_are_a_warning_not_a_problem(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sink: Sink
+) -> None:
+    _configure(monkeypatch, sink, REPLY_TO="answers@example.vn")
+    status, out, problems = _check(capsys)
+    warnings = [line for line in out.splitlines() if "TIPBOX_ANSWERS_AUTHSERV_ID" in line]
+    assert (status, problems) == (0, [])
+    assert len(warnings) == 1 and "trusted as written" in warnings[0]
+    monkeypatch.setenv("TIPBOX_ANSWERS_AUTHSERV_ID", "mx.google.com")
+    status, out, _ = _check(capsys)
+    assert status == 0 and "TIPBOX_ANSWERS_AUTHSERV_ID" not in out
+    monkeypatch.delenv("TIPBOX_REPLY_TO")  # answers off: nothing to warn about
+    monkeypatch.delenv("TIPBOX_ANSWERS_AUTHSERV_ID")
+    assert "TIPBOX_ANSWERS_AUTHSERV_ID" not in _check(capsys)[1]

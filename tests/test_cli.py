@@ -141,3 +141,46 @@ def test_proxy_pages_speak_every_language_and_no_english(tmp_path: Path) -> None
         assert "Too much" not in html and "cannot answer" not in html  # the English msgids stay keys
         assert "http" not in html.replace("http-equiv", "")  # nothing fetched from anywhere
         assert oct((tmp_path / "pages" / "too-large.html").stat().st_mode & 0o777) == "0o644"
+
+
+def test_answer_reads_the_settings_file_postfix_pipe_does_not_pass(sink: Sink, tmp_path: Path) -> None:
+    """Postfix's pipe(8) runs `tipbox answer` with an empty environment: --env-file gives it the service's settings
+    (comments and quotes as in /etc/tipbox/tipbox.env), and a variable that is set wins over the file."""
+    import asyncio
+
+    from app.answers import keys
+    from app.answers.bound import DerivationBound
+    from app.answers.lookup import answers_for
+    from app.answers.store import SqliteStore
+    from tests import replies
+
+    text = "Dạ, cảm ơn bà con. Chúng tôi sẽ đến xem sáng mai."
+    env_file = tmp_path / "tipbox.env"
+    env_file.write_text(
+        "# tipbox's settings, as the service reads them\n\n"
+        f"TIPBOX_SMTP_HOST=127.0.0.1\nTIPBOX_SMTP_PORT={sink.port}\nTIPBOX_SMTP_SECURITY=none\n"
+        f'TIPBOX_MAIL_FROM="{replies.TIPBOX}"\nTIPBOX_MAILBOX={replies.OFFICER}\nTIPBOX_POST_SLUG=ncs\n'
+        f"TIPBOX_SECRET_KEY='{replies.SECRET.decode()}'\nTIPBOX_REPLY_TO=answers@post.test\n"
+        f"TIPBOX_ANSWERS_STORE=sqlite:///{tmp_path / 'from-the-file.sqlite3'}\n",
+        encoding="utf-8",
+    )
+    store = tmp_path / "from-the-environment.sqlite3"
+    raw = replies.gmail(replies.tip(keys.derive(replies.CODE, replies.SECRET).public), text)
+    command = [TIPBOX, "answer", "--env-file", str(env_file)]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TIPBOX_ANSWERS_STORE": f"sqlite:///{store}"}
+    done = subprocess.run(command, input=raw, env=env, cwd=tmp_path, capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+
+    found = asyncio.run(answers_for(replies.CODE, DerivationBound(replies.SECRET), SqliteStore(store, days=90)))
+    assert [answer.text for answer in found] == [text]  # what the resident reads with their code
+    assert not (tmp_path / "from-the-file.sqlite3").exists()
+    assert [message["To"] for message in sink.handler.parsed()] == [replies.OFFICER]  # confirmed by the file's SMTP
+
+    # Without the file the command has no settings (a development run with a random key, which matches no tip):
+    # the MTA keeps the message (75) rather than have it dropped for good.
+    bare = subprocess.run([TIPBOX, "answer"], input=raw, env={"PATH": env["PATH"]}, cwd=tmp_path,
+                          capture_output=True, timeout=60, check=False)
+    assert bare.returncode == 75 and b"--env-file" in bare.stderr
+    missing = subprocess.run([*command[:2], "--env-file", str(tmp_path / "nowhere.env")], input=raw, env=env,
+                             cwd=tmp_path, capture_output=True, timeout=60, check=False)
+    assert missing.returncode == 75 and b"--env-file" in missing.stderr

@@ -19,19 +19,14 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
-from app import i18n
-from app.answers import keys, threads
+from app import mail
+from app.answers import authentication, keys, threads
 from app.answers.store import Store
 from app.answers.text import reply_text
-from app.i18n import N_
 
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 30 * 1024 * 1024
-CONFIRMATION = N_(
-    "Your answer is stored. The sender sees it when they enter their receipt code on the tip box page."
-)
-FILES_NOT_PASSED_ON = N_("Attached files are not passed on to the sender: write what they need to know.")
 # Answers to answers would loop: anything a program wrote is not an officer's answer (RFC 3834).
 _AUTOMATIC = re.compile(r"^\s*(?!no\b)\S", re.IGNORECASE)
 
@@ -84,6 +79,11 @@ def _header(message: EmailMessage, name: str) -> str:
         return ""
 
 
+def _raw_headers(message: EmailMessage, name: str) -> list[str]:
+    """Every `name` header's value as written (folded, comments kept), top first."""
+    return [str(value) for key, value in message.raw_items() if key.lower() == name.lower()]
+
+
 @dataclass
 class Ingestion:
     """Reads replies against the posts' officers and files them in `store`; `send` mails the confirmations."""
@@ -94,6 +94,8 @@ class Ingestion:
     sender: str
     locales_dir: Path | None = None
     clock: Callable[[], float] = time.time
+    # The reply mailbox's server (`TIPBOX_ANSWERS_AUTHSERV_ID`): when set, it must vouch for the From domain.
+    authserv_id: str | None = None
 
     def read(self, raw: bytes) -> tuple[EmailMessage, threads.Thread, str] | Dropped:
         """The message, its thread and its officer, or why it is not an answer."""
@@ -117,6 +119,10 @@ class Ingestion:
             return Dropped("the post is not configured")
         if officer is None or not officer_allowed(officer, allowed):
             return Dropped("From is not one of the post's officers")
+        if self.authserv_id is not None and not authentication.authenticated(
+            _raw_headers(message, "Authentication-Results"), self.authserv_id, officer
+        ):
+            return Dropped(f"From not authenticated by {self.authserv_id}")
         return message, thread, officer
 
     async def take(self, raw: bytes) -> Kept | Dropped:
@@ -142,27 +148,15 @@ class Ingestion:
             return Kept(repeat=True, files=reply.files, confirmation=None)
         logger.info("answers: answer stored%s", f" ({reply.files} files not passed on)" if reply.files else "")
         note = self.confirmation(message, officer, reply.files)
-        return Kept(repeat=False, files=reply.files, confirmation=(officer, note))
+        return Kept(repeat=False, files=reply.files, confirmation=None if note is None else (officer, note))
 
-    def confirmation(self, answer: EmailMessage, officer: str, files: int) -> bytes:
-        """A short note to the officer, in the answer's thread: stored, and (if any) files not passed on."""
-        gettext = i18n.translations(i18n.OFFICER_LANGUAGE, self.locales_dir).gettext
-        lines = [gettext(CONFIRMATION)]
-        if files:
-            lines.append(gettext(FILES_NOT_PASSED_ON))
-        note = EmailMessage(policy=email.policy.SMTP)
-        note["From"] = self.sender
-        note["To"] = officer
-        subject = " ".join(_header(answer, "Subject").split())[:200]
-        note["Subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}".strip()
-        note["Date"] = email.utils.formatdate(self.clock(), localtime=False)
-        domain = self.sender.rpartition("@")[2] or "localhost"
-        note["Message-ID"] = email.utils.make_msgid(domain=domain)
-        parent = _header(answer, "Message-ID").strip()
-        if parent:
-            note["In-Reply-To"] = parent
-            note["References"] = " ".join([_header(answer, "References").strip(), parent]).strip()[-900:]
-        note["Auto-Submitted"] = "auto-replied"
-        note.set_content("\n\n".join(lines) + "\n", cte="quoted-printable")
-        return note.as_bytes(policy=email.policy.SMTP)
-
+    def confirmation(self, answer: EmailMessage, officer: str, files: int) -> bytes | None:
+        """The officer's note for a stored answer (`app.mail` writes it), or None if it cannot be written."""
+        try:
+            return mail.confirmation(
+                self.sender, officer, subject=_header(answer, "Subject"), answer_id=_header(answer, "Message-ID"),
+                references=_header(answer, "References"), files=files, at=self.clock(), locales_dir=self.locales_dir,
+            )
+        except ValueError:  # an address outside ASCII: the answer is stored, only the note is not sent
+            logger.warning("answers: confirmation not written (an address outside ASCII)")
+            return None

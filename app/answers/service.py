@@ -30,7 +30,10 @@ class Answers:
         self.bound = DerivationBound(settings.secret, slots)
         self.store: Store = open_store(settings.answers_store_url, settings.answer_days)
         officers = {slug: post.answerers for slug, post in posts.items()}
-        self.ingestion = Ingestion(settings.secret, officers, self.store, settings.sender, settings.locales_dir)
+        self.ingestion = Ingestion(
+            settings.secret, officers, self.store, settings.sender, settings.locales_dir,
+            authserv_id=settings.answers_authserv_id,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self.collector: Collector | None = None
 
