@@ -6,6 +6,8 @@ import asyncio
 import io
 from pathlib import Path
 
+import pytest
+
 from app.answers import keys
 from app.answers.command import EX_OK, EX_TEMPFAIL, answer, read_message
 from app.answers.ingest import MAX_MESSAGE_BYTES, Ingestion
@@ -45,3 +47,19 @@ def test_a_lost_confirmation_does_not_make_the_mta_retry(tmp_path: Path) -> None
 
 def test_standard_input_is_read_up_to_one_byte_past_the_limit() -> None:
     assert read_message(io.BytesIO(b"x" * (MAX_MESSAGE_BYTES + 10))) == b"x" * (MAX_MESSAGE_BYTES + 1)
+
+
+def test_a_failure_that_would_repeat_is_dropped_and_one_of_the_system_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retrying what fails the same way every time ends in a bounce to the envelope's sender (backscatter)."""
+    raw = replies.thunderbird(replies.tip(keys.derive(CODE, SECRET).public), "Dạ, cảm ơn.")
+    ingestion = _ingestion(tmp_path / "a.sqlite3")
+    failures: list[Exception] = [RuntimeError("a bug"), OSError("disk")]
+
+    async def take(raw: bytes) -> None:
+        raise failures.pop(0)
+
+    monkeypatch.setattr(ingestion, "take", take)
+    assert asyncio.run(answer(raw, ingestion, None)) == EX_OK
+    assert asyncio.run(answer(raw, ingestion, None)) == EX_TEMPFAIL

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.policy
 import logging
+import random
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -78,6 +79,13 @@ def _without(raw: bytes, *names: str) -> bytes:
     return message.as_bytes(policy=email.policy.SMTP)
 
 
+def _from(raw: bytes, sender: bytes) -> bytes:
+    """`raw` with its From line replaced by `sender` as written (the email package would refuse to write it)."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = [b"From: " + sender if line.startswith(b"From:") else line for line in head.split(b"\r\n")]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
 def _forged_cases() -> dict[str, bytes]:
     tip = replies.tip(PAIR.public)
     tampered = replies.tip(PAIR.public)
@@ -103,6 +111,9 @@ def _forged_cases() -> dict[str, bytes]:
         "an unknown post": replies.gmail(replies.tip(PAIR.public, slug="apc"), ANSWER),
         "an auto-reply": automatic.as_bytes(policy=email.policy.SMTP),
         "only the quote": replies.gmail(tip, ""),
+        # From values on which the email package's own parser raises (found by fuzzing), behind a real thread id.
+        "a From the parser chokes on (1)": _from(replies.gmail(tip, ANSWER), b".<officer@post.test>"),
+        "a From the parser chokes on (2)": _from(replies.gmail(tip, ANSWER), "é@[;>".encode()),
         "garbage": b"\x00\xff" * 100,
         "empty": b"",
     }
@@ -131,3 +142,26 @@ def test_the_thread_of_a_follow_up_is_recognised(store: SqliteStore) -> None:
     raw = _without(replies.gmail(follow_up, ANSWER), "References")
     assert isinstance(asyncio.run(_ingestion(store).take(raw)), Kept)
     assert _read(store) == [ANSWER]
+
+
+def test_crafted_headers_behind_a_real_thread_id_never_raise(store: SqliteStore) -> None:
+    """Whoever holds one tip's Message-ID (a forwarded tip) can craft the rest: every message ends as an outcome,
+    never as an exception that would stop the collector or make the MTA retry until it bounces."""
+    thread = threads.message_id("ncs", PAIR.public, SECRET, "bienphong.test")
+    pieces = ['"', "<", ">", "(", ")", "\\", ",", ";", ":", "@", ".", " ", "a", "=?utf-8?q?", "?=", "=0A", "[", "]",
+              "\t", "bienphong.test", "é", "=?", "?", "\r\n "]  # fmt: skip
+    chance = random.Random(1)
+
+    def junk(most: int = 12) -> str:
+        return "".join(chance.choice(pieces) for _ in range(chance.randint(0, most)))
+
+    ingestion = _ingestion(store, ["*@bienphong.test"])
+    for _ in range(400):
+        sender = chance.choice([replies.OFFICER, junk(), junk() + " <o@bienphong.test>", "o@bienphong.test" + junk(4)])
+        head = (
+            f"From: {sender}\r\nTo: {junk()}answers@bienphong.test\r\nIn-Reply-To: {junk(4)}{thread}{junk(4)}\r\n"
+            f"References: {junk()}\r\nMessage-ID: {junk()}\r\nSubject: {junk()}\r\n"
+            f"Content-Type: text/plain; charset={chance.choice(['utf-8', junk(5)])}\r\n"
+        )
+        raw = (head + "\r\nCảm ơn " + junk() + "\r\n").encode("utf-8", "surrogateescape")
+        assert isinstance(asyncio.run(ingestion.take(raw)), Kept | Dropped)

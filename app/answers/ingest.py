@@ -75,7 +75,7 @@ def _header(message: EmailMessage, name: str) -> str:
     try:
         values = message.get_all(name) or []
         return " ".join(str(value) for value in values)
-    except (ValueError, TypeError, IndexError):
+    except Exception:  # the email package's header parser raises AttributeError too, on crafted addresses
         return ""
 
 
@@ -102,9 +102,11 @@ class Ingestion:
         if len(raw) > MAX_MESSAGE_BYTES:
             return Dropped("too large")
         try:
-            message = parse(raw)
+            return self._read(parse(raw))
         except Exception:  # the email package is lenient; anything it still cannot read is simply not an answer
             return Dropped("unreadable")
+
+    def _read(self, message: EmailMessage) -> tuple[EmailMessage, threads.Thread, str] | Dropped:
         if _AUTOMATIC.match(_header(message, "Auto-Submitted")):
             return Dropped("automatic (Auto-Submitted)")
         references = [_header(message, "In-Reply-To"), _header(message, "References")]
@@ -132,7 +134,11 @@ class Ingestion:
             logger.info("answers: message dropped: %s", read.reason)
             return read
         message, thread, officer = read
-        reply = reply_text(message)
+        try:
+            reply = reply_text(message)
+        except Exception:  # a body the email package cannot walk: not an answer (retrying would not change it)
+            logger.info("answers: message dropped: unreadable body")
+            return Dropped("unreadable body")
         if not reply.text:
             logger.info("answers: message dropped: no new text in the reply")
             return Dropped("no new text")
@@ -157,6 +163,6 @@ class Ingestion:
                 self.sender, officer, subject=_header(answer, "Subject"), answer_id=_header(answer, "Message-ID"),
                 references=_header(answer, "References"), files=files, at=self.clock(), locales_dir=self.locales_dir,
             )
-        except ValueError:  # an address outside ASCII: the answer is stored, only the note is not sent
-            logger.warning("answers: confirmation not written (an address outside ASCII)")
+        except Exception as exc:  # e.g. an address outside ASCII: the answer is stored, only the note is not sent
+            logger.warning("answers: confirmation not written (%s)", type(exc).__name__)
             return None
