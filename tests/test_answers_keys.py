@@ -42,14 +42,13 @@ def test_lookup_ids_are_short_hashes_that_differ_per_code() -> None:
     first, second = keys.derive(CODE, SECRET).public, keys.derive(OTHER_CODE, SECRET).public
     assert len(keys.lookup_id(first)) == 16
     assert keys.lookup_id(first) == keys.lookup_id(first) != keys.lookup_id(second)
-    assert first not in keys.lookup_id(first)
+    assert keys.lookup_id(first) not in first  # not a slice of the public key, which the Message-ID carries
 
 
 def test_keyed_hashes_depend_on_the_secret_and_the_label() -> None:
     value = b"<CAabc@mail.gmail.com>"
     assert keys.keyed_hash(SECRET, "a", value) != keys.keyed_hash(SECRET, "b", value)
     assert keys.keyed_hash(SECRET, "a", value) != keys.keyed_hash(SECRET + b"x", "a", value)
-    assert value not in keys.keyed_hash(SECRET, "a", value)
 
 
 def test_search_cost_counts_every_code_once() -> None:
