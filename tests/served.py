@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -60,13 +62,16 @@ def serve(
     log = folder / f"tipbox-{port}.log"
     command = [*prefix, TIPBOX, "serve", "--host", host, "--port", str(port), *args]
     with log.open("wb") as sink:
+        # A session of its own: a prefix such as faketime forks the server, and stopping only the prefix would leave
+        # the server running after the test.
         process = subprocess.Popen(
             command, env={**environment(**settings), **(env or {})}, cwd=folder, stdout=sink,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )
         try:
             wait_until_responds(f"http://{host}:{port}", process)
             yield Served(process, host, port, log)
         finally:
-            process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=15)
