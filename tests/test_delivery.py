@@ -15,6 +15,7 @@ from app import delivery
 from app.guard import TOKEN_FIELD
 from app.main import create_app
 from app.settings import Settings
+from tests import media
 from tests.helpers import form_fields, hidden_fields, post_tip
 from tests.mailsink import PASSWORD, USERNAME, Sink, free_port
 from tests.test_guard import receipt_of, token_of
@@ -238,3 +239,28 @@ def _first_receipt(settings: Settings, sink: Sink) -> str:
         code = receipt_of(post_tip(client, **TIP))
     sink.handler.delay = delay
     return code
+
+
+def test_a_form_with_a_voice_note_sent_again_without_it_after_no_answer_keeps_its_receipt(
+    sink: Sink, make_settings: Callable[..., Settings]
+) -> None:
+    """The page cannot keep files, and a recording made on it cannot be chosen again: an unconfirmed tip sent again
+    with its text alone goes under the first receipt and Message-ID, not as a second tip with a code of its own."""
+    sink.handler.delay = 3.0
+    settings = make_settings(sink, smtp_security="none", smtp_data_timeout=0.5)
+    with _client(settings) as client:
+        fields = form_fields(client)
+        voice = [("voice", ("ghi-am.m4a", media.m4a(), "audio/mp4"))]
+        page = client.post("/", data={**fields, **TIP}, files=voice)
+        assert page.status_code == 504 and token_of(page) == fields[TOKEN_FIELD]
+        sink.handler.delay = 0
+        again = client.post("/", data={**hidden_fields(page.text), **TIP})
+        assert again.status_code == 200
+        # Sent once more (a reload of the success page): the same receipt, nothing sent again.
+        repeat = client.post("/", data={**hidden_fields(page.text), **TIP})
+    assert receipt_of(repeat) == receipt_of(again)
+    first, second = sink.handler.parsed()
+    assert first["Message-ID"] == second["Message-ID"] and first["X-Tipbox-Receipt"] == second["X-Tipbox-Receipt"]
+    assert receipt_of(again) == first["X-Tipbox-Receipt"]
+    assert [part.get_filename() for part in first.walk() if part.get_filename()] == ["voice-1.m4a"]
+    assert not any(part.get_filename() for part in second.walk())

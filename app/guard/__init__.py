@@ -48,9 +48,9 @@ HONEYPOT_FIELD = "hp_extra"
 # Where the privacy layer leaves a submission's source key in the ASGI scope (an hourly HMAC of the address, never
 # the address); the limiter counts per source with it.
 SOURCE_KEY = "tipbox.source"
-# A nonce's value: "pending <digest>" while its tip is being sent; "<digest>" once delivered; "unconfirmed <digest>"
-# when the mail server took the message but never answered; "decoy <digest>" for a bot's form. No receipt: a new
-# report's is made from its nonce under the secret, a follow-up's comes back in the form.
+# A nonce's value: "pending <digest>" while its tip is being sent; "<digest>" once delivered; "unconfirmed <digest>
+# <text digest>" when the mail server took the message but never answered; "decoy <digest>" for a bot's form. No
+# receipt: a new report's is made from its nonce under the secret, a follow-up's comes back in the form.
 _PENDING, _UNCONFIRMED, _DECOY = "pending", "unconfirmed", "decoy"
 _POLL_SECONDS = 0.1
 # How far apart the replicas' clocks may be: a token dated up to this far in the future is taken as it is (its fill
@@ -95,6 +95,7 @@ class Ticket:
     digest: str = ""
     nonce: str = ""
     again: bool = False
+    text: str = ""  # the digest of the text alone: an unconfirmed form sent again without its files is the same
 
 
 class Guard:
@@ -180,15 +181,17 @@ class Guard:
     ) -> Ticket:
         """Decide what becomes of a screened form (valid, or a bot's with a token of ours); with `send`, the caller
         must `settle` the ticket."""
-        digest = self._digest(post, values, uploads)
+        digest, text = self._digest(post, values, uploads), self._digest(post, values, ())
         try:
             await self.clock.refresh()
-            return await self._admit(post, screening, digest, source, receipt)
+            return await self._admit(post, screening, digest, text, source, receipt)
         except self._storage_errors as exc:
             logger.error("tip not sent: the guard's storage is unavailable (%s)", type(exc).__name__)
             return Ticket("failed")
 
-    async def _admit(self, post: Post, screening: Screening, digest: str, source: str | None, receipt: str) -> Ticket:
+    async def _admit(
+        self, post: Post, screening: Screening, digest: str, text: str, source: str | None, receipt: str
+    ) -> Ticket:
         # The nonce first: a form sent again is answered from its first sending and counts against no limit, and
         # the limits are counted before anything costly (the caller decodes files only after `send`).
         nonce, decoy = screening.nonce, screening.status == "decoy"
@@ -199,23 +202,24 @@ class Guard:
         else:
             mine, ttl, keep = f"{_PENDING} {digest}", self._pending_seconds, None
         while (first := await self.store.claim(key, mine, ttl, keep=keep)) is not None:
-            state, first_digest = _parse(first)
+            state, first_digest, first_text = _parse(first)
             if state == _PENDING:
                 if asyncio.get_running_loop().time() > deadline:
                     return Ticket("failed")
                 await asyncio.sleep(_POLL_SECONDS)  # the same form is being sent right now (a double tap)
                 continue
+            if state == _UNCONFIRMED and not decoy and first_text == text:
+                # Handed to the mail server before, never confirmed: sent again under its first receipt, so its
+                # first Message-ID (a mailbox that drops a repeated Message-ID shows the tip once). The same
+                # text and nonce make the same `receipt` (`receipts.new_code`): no code is stored. Only the text
+                # must match: the page cannot keep the files, and a recording made on it cannot be chosen again.
+                if await self.store.swap(key, first, f"{_PENDING} {digest}", self._pending_seconds):
+                    self._count("form sent again after an unconfirmed hand-off, under its first receipt")
+                    return Ticket("send", receipt, digest, nonce, again=True, text=text)
+                continue
             if first_digest != digest:
                 self._count("form sent again with other content, given back")
                 return Ticket("changed")
-            if state == _UNCONFIRMED and not decoy:
-                # Handed to the mail server before, never confirmed: sent again under its first receipt, so its
-                # first Message-ID (a mailbox that drops a repeated Message-ID shows the tip once). The same
-                # content and nonce make the same `receipt` (`receipts.new_code`): no code is stored.
-                if await self.store.swap(key, first, f"{_PENDING} {digest}", self._pending_seconds):
-                    self._count("form sent again after an unconfirmed hand-off, under its first receipt")
-                    return Ticket("send", receipt, digest, nonce, again=True)
-                continue
             self._count("form sent again, answered with its receipt")
             return Ticket("repeat", receipt if state != _DECOY else self._decoy_receipt(nonce))
         if decoy:
@@ -224,7 +228,7 @@ class Guard:
             await self.store.delete(key)
             self._count("over a rate limit")
             return Ticket("limited")
-        return Ticket("send", receipt, digest, nonce)
+        return Ticket("send", receipt, digest, nonce, text=text)
 
     async def admit_lookup(self, source: str | None) -> bool:
         """Whether a resident may look up answers now: limited per source like tips (a key derivation each)."""
@@ -260,7 +264,7 @@ class Guard:
             if result == "delivered":
                 await self.store.put(key, ticket.digest, self._kept_seconds)
             elif result == "unconfirmed" or ticket.again:  # it may have arrived the first time
-                await self.store.put(key, f"{_UNCONFIRMED} {ticket.digest}", self._kept_seconds)
+                await self.store.put(key, f"{_UNCONFIRMED} {ticket.digest} {ticket.text}", self._kept_seconds)
             else:
                 await self.store.delete(key)
         except self._storage_errors as exc:
@@ -303,9 +307,11 @@ class Guard:
             logger.info("guard: %s, %d since start; nothing sent for it", reason, count)
 
 
-def _parse(value: str) -> tuple[str, str]:
-    """A nonce's value as (state, digest); a delivered one's state is "delivered"."""
+def _parse(value: str) -> tuple[str, str, str]:
+    """A nonce's value as (state, digest, text digest); a delivered one's state is "delivered"; the text digest is
+    kept for an unconfirmed one only."""
     state, _, rest = value.partition(" ")
     if state in (_PENDING, _UNCONFIRMED, _DECOY):
-        return state, rest.partition(" ")[0]
-    return "delivered", state
+        digest, _, text = rest.partition(" ")
+        return state, digest, text if state == _UNCONFIRMED else ""
+    return "delivered", state, ""
