@@ -41,8 +41,7 @@ UVICORN_OPTIONS: dict[str, Any] = {
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from app import checks
-    from app.hardening import HardenedHttpToolsProtocol
+    from app import checks, hardening
     from app.main import create_app
 
     level = str(args.log_level).lower()
@@ -61,7 +60,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings)
     # httptools plus a header deadline and size cap; keep-alive, concurrency and body deadlines: docs/abuse.md.
     uvicorn.run(
-        app, host=args.host, port=args.port, http=HardenedHttpToolsProtocol,
+        app, host=args.host, port=args.port, http=hardening.protocol(hsts=settings.hsts),
         limit_concurrency=args.limit_concurrency, **UVICORN_OPTIONS,
     )
     return 0

@@ -31,9 +31,10 @@ HEADER_SECONDS = 10.0
 MAX_HEADER_BYTES = 16 * 1024
 
 
-@cache  # one per status: 400, 408, 500, 503
-def answer_headers(status: int) -> list[tuple[bytes, bytes]]:
-    """The headers of the page for `status`, the security headers included (this layer is outside app.privacy)."""
+@cache  # one per status (400, 408, 500, 503) and HSTS
+def answer_headers(status: int, hsts: bool = False) -> list[tuple[bytes, bytes]]:
+    """The headers of the page for `status`, the security headers included (this layer is outside app.privacy,
+    so it adds them as that layer would: HSTS too when the service is served over https)."""
     body = bilingual_body(status)
     csp = privacy.content_security_policy([rendering.csp_hash(rendering.stylesheet())])
     return [
@@ -43,6 +44,7 @@ def answer_headers(status: int) -> list[tuple[bytes, bytes]]:
         (b"cache-control", b"no-store"),
         (b"connection", b"close"),
         *privacy.security_headers(csp),
+        *([(b"strict-transport-security", privacy.HSTS)] if hsts else []),
     ]
 
 
@@ -52,24 +54,28 @@ def bilingual_body(status: int) -> bytes:
 
 
 @cache
-def raw_answer(status: int) -> bytes:
+def raw_answer(status: int, hsts: bool = False) -> bytes:
     """The whole HTTP response for `status`, written straight to the connection."""
     phrase = HTTPStatus(status).phrase.encode()
-    head = b"".join(name + b": " + value + b"\r\n" for name, value in answer_headers(status))
+    head = b"".join(name + b": " + value + b"\r\n" for name, value in answer_headers(status, hsts))
     return b"HTTP/1.1 %d %s\r\n%s\r\n%s" % (status, phrase, head, bilingual_body(status))
 
 
-async def _answer(status: int, send: Send) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": answer_headers(status)})
+async def _answer(status: int, send: Send, hsts: bool) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": answer_headers(status, hsts)})
     await send({"type": "http.response.body", "body": bilingual_body(status)})
 
 
-async def _overloaded(scope: Scope, receive: Receive, send: Send) -> None:
+def _overloaded(hsts: bool) -> ASGIApp:
     """uvicorn's answer past --limit-concurrency, as a page."""
-    await _answer(503, send)
+
+    async def run(scope: Scope, receive: Receive, send: Send) -> None:
+        await _answer(503, send, hsts)
+
+    return run
 
 
-def _answered(app: ASGIApp, cycle: RequestResponseCycle) -> ASGIApp:
+def _answered(app: ASGIApp, cycle: RequestResponseCycle, hsts: bool) -> ASGIApp:
     """`app`, with a 500 page where it fails (or returns) before it answered; uvicorn still logs the failure."""
 
     async def run(scope: Scope, receive: Receive, send: Send) -> None:
@@ -77,13 +83,14 @@ def _answered(app: ASGIApp, cycle: RequestResponseCycle) -> ASGIApp:
             await app(scope, receive, send)
         except Exception:
             if not cycle.response_started and not cycle.disconnected:
-                await _answer(500, send)
+                await _answer(500, send, hsts)
             raise
         if not cycle.response_started and not cycle.disconnected:
             logger.error("the app returned without answering")
-            await _answer(500, send)
+            await _answer(500, send, hsts)
 
     return run
+
 
 
 class HardenedHttpToolsProtocol(HttpToolsProtocol):
@@ -92,6 +99,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
 
     header_seconds = HEADER_SECONDS
     max_header_bytes = MAX_HEADER_BYTES
+    hsts = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -126,12 +134,12 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         # `msg` is uvicorn's English reason ("Invalid HTTP request received."); it is logged, not shown.
-        self.transport.write(raw_answer(400))
+        self.transport.write(raw_answer(400, self.hsts))
         self.transport.close()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         # Every request starts here, pipelined ones too; uvicorn hands over its own 503 app past the concurrency limit.
-        wrapped: Any = _overloaded if app is service_unavailable else _answered(app, cycle)  # uvicorn's ASGI types
+        wrapped: Any = _overloaded(self.hsts) if app is service_unavailable else _answered(app, cycle, self.hsts)
         super()._start_asgi_task(cycle, wrapped)
 
     def on_response_complete(self) -> None:
@@ -156,6 +164,15 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
     def _too_slow(self) -> None:
         self._header_timer = None
         if not self.transport.is_closing():
-            self.transport.write(raw_answer(408))
+            self.transport.write(raw_answer(408, self.hsts))
             self.transport.close()
 
+
+def protocol(*, hsts: bool) -> type[HardenedHttpToolsProtocol]:
+    """The protocol class for uvicorn's `http`: its own pages with HSTS or without (`Settings.hsts`)."""
+
+    class Protocol(HardenedHttpToolsProtocol):
+        pass
+
+    Protocol.hsts = hsts
+    return Protocol

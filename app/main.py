@@ -169,5 +169,4 @@ def create_app(
     # FastAPI's own last-resort 500 page too: no layer sees the address, every answer gets the security headers.
     # Behind a reverse proxy (TIPBOX_TRUSTED_PROXIES) the source key is made from the address it forwarded.
     trusted = TrustedProxies(settings.trusted_proxies)
-    hsts = settings.base_url.startswith("https://")
-    return PrivacyMiddleware(Compression(app), csp=csp, sources=SourceKeys(clock), trusted=trusted, hsts=hsts)
+    return PrivacyMiddleware(Compression(app), csp=csp, sources=SourceKeys(clock), trusted=trusted, hsts=settings.hsts)

@@ -46,6 +46,8 @@ PERMISSIONS = b"camera=(), microphone=(), geolocation=(), interest-cohort=()"
 # A form page may record a voice note itself (static/tipbox.js): the microphone for the page's own origin, never for
 # a frame or another site. Only form pages say they are one (app.pages marks them).
 FORM_PERMISSIONS = b"camera=(), microphone=(self), geolocation=(), interest-cohort=()"
+# Served at an https:// public address: phones remember to never ask over plain http again (a year).
+HSTS = b"max-age=31536000"
 
 
 def content_security_policy(style_sources: Iterable[str]) -> str:
@@ -185,7 +187,7 @@ class PrivacyMiddleware:
             # Served at an https:// public address: phones remember to never ask over plain http again (a year).
             # Not includeSubDomains: the operator's other names are not tipbox's to decide.
             for headers in (self.security_headers, self.form_headers):
-                headers.append((b"strict-transport-security", b"max-age=31536000"))
+                headers.append((b"strict-transport-security", HSTS))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):

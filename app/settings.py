@@ -220,6 +220,11 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         return (self.public_url or "http://127.0.0.1:8000").rstrip("/")
 
+    @property
+    def hsts(self) -> bool:
+        """Served at an https:// public address: every answer says Strict-Transport-Security."""
+        return self.base_url.startswith("https://")
+
     def load_posts(self) -> dict[str, Post]:
         """The posts, in file order; the first is the default post served at `/`."""
         languages = i18n.available_languages(self.locales_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,12 @@ def test_an_https_public_address_makes_every_answer_demand_https(sink: Sink, tmp
         assert [answer.status_code for answer in answers] == [200, 404, 200, 415]
         for answer in answers:
             assert answer.headers["strict-transport-security"] == "max-age=31536000"
+        # The HTTP layer's own page for bytes that are not HTTP, answered before the app: the same header.
+        with socket.create_connection((served.host, served.port), timeout=5) as connection:
+            connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            raw = b"".join(iter(lambda: connection.recv(65536), b""))
+        head = raw.partition(b"\r\n\r\n")[0]
+        assert head.startswith(b"HTTP/1.1 400 ") and b"\r\nstrict-transport-security: max-age=31536000" in head
     with serve(tmp_path / "dev", {"TIPBOX_PUBLIC_URL": "http://192.168.1.20:8000"}) as served:
         assert "strict-transport-security" not in httpx2.get(served.url + "/").headers
 
