@@ -157,7 +157,13 @@ class Guard:
                 self._count("token from the future (a replica's clock is off), form given back")
             return Screening("expired", self.tokens.issue(post.slug, now - self._min_fill))
         elif -_SAME_INSTANT <= now - token.issued < self._min_fill:
-            reason = "too fast"  # (a token from further in the future says the clocks differ, not a bot's speed)
+            # (A token from further in the future says the clocks differ, not a bot's speed.) Until Redis's clock
+            # was read, another replica's clock may be ahead of this one by any amount: a person who took longer
+            # than the minimum would be judged too fast and silently decoyed, so no one is judged on speed then.
+            if self.clock.known:
+                reason = "too fast"
+            else:
+                self._count("form sent quickly, not judged: the replicas' shared clock is not read yet")
         if reason is not None:
             self._count(reason)
             if token is None:  # nothing of ours to remember: the same text always gets the same receipt

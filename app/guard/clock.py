@@ -38,6 +38,7 @@ class SharedClock:
             self._redis = redis.asyncio.Redis(connection_pool=pool)
             self._errors = (RedisError, OSError, TimeoutError)
         self._next_sync = float("-inf")  # on time.monotonic(), whatever `local` says
+        self.known = pool is None  # whether the offset was ever measured (always, without Redis: there is none)
 
     def __call__(self) -> float:
         return self._local() + self.offset
@@ -56,6 +57,7 @@ class SharedClock:
             self._next_sync = time.monotonic() + 10.0
             return
         self.offset = seconds + microseconds / 1e6 - (before + after) / 2
+        self.known = True
         self._next_sync = time.monotonic() + RESYNC_SECONDS
 
     async def refresh(self) -> None:
