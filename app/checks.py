@@ -64,7 +64,7 @@ async def _check_smtp(settings: Settings, server: SmtpServer, report: Report, *,
     try:
         found = await mailer.probe()
     except DeliveryError as exc:
-        report.problems.append(f"{where}: {exc.reason}")
+        report.problems.append(smtp_problem(server, exc))
         return
     report.lines.append(f"  {where}: {describe(found)}")
     too_large = sizes.too_large_for(settings, found.size)
@@ -78,6 +78,21 @@ async def _check_smtp(settings: Settings, server: SmtpServer, report: Report, *,
                 report.problems.append(f"{where}: test email to {post.mailbox} (post {post.slug}): {exc.reason}")
             else:
                 report.lines.append(f"  test email sent to {post.mailbox} (post {post.slug})")
+
+
+def smtp_problem(server: SmtpServer, exc: DeliveryError) -> str:
+    """One line for a failed login or connection: a refused login names the username (never the password); a
+    failure for now (4xx, 454 at STARTTLS or AUTH, no connection) says it is temporary, as residents are told."""
+    address = f"{server.host}:{server.port} ({server.security})"
+    if exc.login_refused:
+        return (
+            f"TIPBOX_SMTP_USERNAME: {address} refused the login of {server.username!r}: {exc.reason}; "
+            "check TIPBOX_SMTP_USERNAME and TIPBOX_SMTP_PASSWORD"
+        )
+    where = f"TIPBOX_SMTP_HOST: {address}"
+    if exc.transient:
+        return f"{where}: temporary: {exc.reason}; tips get \"not sent yet, send again\" until it passes"
+    return f"{where}: {exc.reason}"
 
 
 def describe(found: ServerReport) -> str:
@@ -137,7 +152,7 @@ async def startup(settings: Settings) -> tuple[str | None, str | None]:
         found = await Mailer(server).probe()
     except DeliveryError as exc:
         if exc.transient:
-            return None, f"the SMTP server {server.host}:{server.port} cannot be reached yet ({exc.reason})"
-        return f"TIPBOX_SMTP_HOST: {server.host}:{server.port} ({server.security}): {exc.reason}", None
+            return None, f"the SMTP server {server.host}:{server.port} cannot be reached yet (temporary: {exc.reason})"
+        return smtp_problem(server, exc), None
     too_large = sizes.too_large_for(settings, found.size)
     return (f"TIPBOX_MAX_UPLOAD_BYTES: {too_large}" if too_large else None), None
