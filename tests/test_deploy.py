@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from app import sizes
+from app.cli import CONFIG_ERROR
 from app.settings import ConfigError, Settings, load_settings
 from tests.helpers import require
 
@@ -151,8 +152,9 @@ def test_systemd_verifies_the_unit(tmp_path: Path) -> None:
     assert float(exposure.group(1)) <= 2.0 and exposure.group(2) == "OK"
     text = unit.read_text(encoding="utf-8")
     for line in ("DynamicUser=yes", "ProtectSystem=strict", "PrivateTmp=yes", "Restart=on-failure",
-                 "StateDirectory=tipbox", "MemorySwapMax=0"):
+                 "StateDirectory=tipbox", "MemorySwapMax=0", "LimitCORE=0", f"RestartPreventExitStatus={CONFIG_ERROR}"):
         assert f"\n{line}\n" in text
+    # A value systemd cannot parse ("Failed to parse value, ignoring") is a line from `verify`, asserted empty above.
     # The answers store lives in the state directory, the one place the service may write.
     assert _env_file()["TIPBOX_ANSWERS_STORE"].startswith("sqlite:////var/lib/tipbox/")
 
