@@ -95,6 +95,7 @@ def test_check_lists_the_posts_and_the_kits_figures(sink: Sink, tmp_path: Path) 
     assert "proxy body limit (nginx client_max_body_size, Caddy request_body max_size): 80262144 bytes" in done.stdout
     assert "Postfix message_size_limit: 28000000" in done.stdout
     assert "memory (systemd MemoryMax, Compose mem_limit): 600M" in done.stdout
+    assert "proxy wait for tipbox (Caddy read_timeout): 10500s" in done.stdout
 
 
 def test_a_bad_log_level_is_one_line(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import yaml
 
 from app import sizes
 from app.cli import CONFIG_ERROR
+from app.forms import BODY_IDLE_SECONDS, MIN_BODY_RATE
 from app.settings import ConfigError, Settings, load_settings
 from tests.helpers import require
 
@@ -80,6 +81,12 @@ def test_every_figure_in_the_kit_is_the_one_derived_from_the_settings() -> None:
     assert _one(r"^\s*max_size (\d+)$", caddyfile) == proxy
     assert _one(r"Content-Length}\) > (\d+)`", caddyfile) == proxy
     assert _one(r"^message_size_limit = (\d+)$", KIT / "postfix" / "main.cf") == str(sizes.mta_size_limit(settings))
+    # The proxies wait for tipbox at least as long as tipbox lets a slow upload and the mail server take.
+    assert _one(r"^\s*read_timeout (\d+)s$", caddyfile) == str(sizes.proxy_wait_seconds(settings))
+    assert sizes.proxy_wait_seconds(settings) >= sizes.proxy_body_limit(settings) / MIN_BODY_RATE
+    nginx = KIT / "nginx" / "nginx.conf"
+    assert int(_one(r"^\s*proxy_read_timeout (\d+)s;", nginx)) >= sizes.answer_seconds(settings)
+    assert int(_one(r"^\s*client_body_timeout (\d+)s;", nginx)) >= max(60, BODY_IDLE_SECONDS)
     memory = sizes.memory_max(settings)
     assert _one(r"^MemoryMax=(\S+)$", KIT / "tipbox.service") == memory
     tipbox = _compose()["services"]["tipbox"]
