@@ -4,6 +4,7 @@ by docker-compose's own validation and compared with the systemd set-up, value b
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -116,6 +117,10 @@ def test_compose_keeps_the_systemd_settings_but_the_addresses_of_its_services() 
     assert set(COMPOSE_ONLY) <= set(_env_file())  # each one replaces a setting of the file, adds none
     # ...and each names the service it stands for.
     network = compose["networks"]["tipbox"]["ipam"]["config"][0]["subnet"]
+    assert network == "10.57.0.0/24" and compose["networks"]["tipbox"]["enable_ipv6"] is False
+    assert ipaddress.ip_address(COMPOSE_ONLY["TIPBOX_TRUSTED_PROXIES"]) in ipaddress.ip_network(network)
+    # Postfix in Compose is built from the kit's main.cf (the file tests/mta.py starts the tests' Postfix from).
+    assert services["postfix"]["build"] == "./postfix" and "volumes" in services["postfix"]
     assert services["caddy"]["networks"]["tipbox"]["ipv4_address"] == COMPOSE_ONLY["TIPBOX_TRUSTED_PROXIES"]
     assert {"postfix", "redis"} <= set(services)
     assert tipbox["command"] == ["tipbox", "serve", "--host", "0.0.0.0", "--port", "8000"]
