@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import secrets
+import socket
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -70,7 +71,7 @@ async def _check_smtp(settings: Settings, server: SmtpServer, report: Report, *,
     try:
         found = await mailer.probe()
     except DeliveryError as exc:
-        report.problems.append(f"{where}: {exc.reason}")
+        report.problems.append(smtp_problem(server, exc))
         return
     report.lines.append(f"  {where}: {describe(found)}")
     too_large = sizes.too_large_for(settings, found.size)
@@ -84,6 +85,21 @@ async def _check_smtp(settings: Settings, server: SmtpServer, report: Report, *,
                 report.problems.append(f"{where}: test email to {post.mailbox} (post {post.slug}): {exc.reason}")
             else:
                 report.lines.append(f"  test email sent to {post.mailbox} (post {post.slug})")
+
+
+def smtp_problem(server: SmtpServer, exc: DeliveryError) -> str:
+    """One line for a failed login or connection: a refused login names the username (never the password); a
+    failure for now (4xx, 454 at STARTTLS or AUTH, no connection) says it is temporary, as residents are told."""
+    address = f"{server.host}:{server.port} ({server.security})"
+    if exc.login_refused:
+        return (
+            f"TIPBOX_SMTP_USERNAME: {address} refused the login of {server.username!r}: {exc.reason}; "
+            "check TIPBOX_SMTP_USERNAME and TIPBOX_SMTP_PASSWORD"
+        )
+    where = f"TIPBOX_SMTP_HOST: {address}"
+    if exc.transient:
+        return f"{where}: temporary: {exc.reason}; tips get \"not sent yet, send again\" until it passes"
+    return f"{where}: {exc.reason}"
 
 
 def describe(found: ServerReport) -> str:
@@ -143,7 +159,42 @@ async def startup(settings: Settings) -> tuple[str | None, str | None]:
         found = await Mailer(server).probe()
     except DeliveryError as exc:
         if exc.transient:
-            return None, f"the SMTP server {server.host}:{server.port} cannot be reached yet ({exc.reason})"
-        return f"TIPBOX_SMTP_HOST: {server.host}:{server.port} ({server.security}): {exc.reason}", None
+            return None, f"the SMTP server {server.host}:{server.port} cannot be reached yet (temporary: {exc.reason})"
+        return smtp_problem(server, exc), None
     too_large = sizes.too_large_for(settings, found.size)
     return (f"TIPBOX_MAX_UPLOAD_BYTES: {too_large}" if too_large else None), None
+
+
+def local(settings: Settings, host: str, port: int) -> str | None:
+    """Before serving: what on this machine the settings name and cannot be had (the address to listen on, the
+    metrics address, the dev mailbox's folder), as one line naming the setting, or None. Found here rather than
+    inside uvicorn's start-up, which would end in a traceback and an exit status a supervisor restarts on."""
+    if not 0 < port < 65536:
+        return f"--port (TIPBOX_PORT): {port} is not a port number (1-65535)"
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"--host (TIPBOX_HOST): {host!r} is not an address of this machine ({exc.strerror or exc})"
+    if settings.metrics_bind is not None:
+        metrics_host, metrics_port = settings.metrics_bind
+        problem = _bindable(metrics_host, metrics_port)
+        if problem is not None:
+            return f"TIPBOX_METRICS_ADDRESS: cannot listen on {settings.metrics_address!r} ({problem})"
+    if settings.dev_mode:
+        try:
+            settings.dev_mailbox.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"TIPBOX_DEV_MAILBOX: cannot make the folder {str(settings.dev_mailbox)!r} ({exc.strerror or exc})"
+    return None
+
+
+def _bindable(host: str, port: int) -> str | None:
+    """Why a listening socket cannot be opened on `host`:`port` now, or None (it is closed again at once)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None

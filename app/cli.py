@@ -20,6 +20,7 @@ from app.settings import ConfigError, Settings, load_settings
 logger = logging.getLogger("app.cli")
 
 DEFAULT_LIMIT_CONCURRENCY = 1000
+CONFIG_ERROR = 2  # the exit status of a configuration error (deploy/tipbox.service: RestartPreventExitStatus=2)
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 # glibc's mallopt() parameters (malloc.h), and the values `tipbox serve` sets.
 _M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
@@ -47,6 +48,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     level = str(args.log_level).lower()
     if level not in LOG_LEVELS:
         raise ConfigError(f"--log-level (TIPBOX_LOG_LEVEL): {args.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    port = _port(args.port)
+    problem = checks.local(settings, args.host, port)
+    if problem is not None:
+        raise ConfigError(problem)
     give_freed_memory_back()  # uploads are held in memory: after a burst, the process shrinks back
     logs.configure(level)
     # A mail server that cannot take the largest email would refuse tips with files every time: stop here instead.
@@ -60,10 +65,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings)
     # httptools plus a header deadline and size cap; keep-alive, concurrency and body deadlines: docs/abuse.md.
     uvicorn.run(
-        app, host=args.host, port=args.port, http=hardening.protocol(hsts=settings.hsts),
+        app, host=args.host, port=port, http=hardening.protocol(hsts=settings.hsts),
         limit_concurrency=args.limit_concurrency, **UVICORN_OPTIONS,
     )
     return 0
+
+
+def _port(given: int | None) -> int:
+    """--port, or TIPBOX_PORT, or 8000; a TIPBOX_PORT that is not a number is a configuration error (exit 2)."""
+    if given is not None:
+        return given
+    value = os.environ.get("TIPBOX_PORT", "8000")
+    if not value.strip().isdigit():
+        raise ConfigError(f"TIPBOX_PORT: {value!r} is not a port number (1-65535)")
+    return int(value)
 
 
 def give_freed_memory_back() -> bool:
@@ -232,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the form (uvicorn; no access log, no proxy headers)")
     serve.add_argument("--host", default=os.environ.get("TIPBOX_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("TIPBOX_PORT", "8000")))
+    serve.add_argument("--port", type=int, default=None, help="default: TIPBOX_PORT, or 8000")
     serve.add_argument("--log-level", default=os.environ.get("TIPBOX_LOG_LEVEL", "info"))
     serve.add_argument(
         "--limit-concurrency", type=int, default=DEFAULT_LIMIT_CONCURRENCY,
@@ -289,8 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         return int(args.run(args, settings))
     except ConfigError as exc:
+        # Exit status 2, which the systemd unit does not restart on (RestartPreventExitStatus=2): a setting is wrong,
+        # and starting again every few seconds cannot fix it.
         print(f"tipbox: configuration error: {exc}", file=sys.stderr)
-        return 75 if args.command == "answer" else 2  # EX_TEMPFAIL: the MTA keeps the reply, no bounce
+        return 75 if args.command == "answer" else CONFIG_ERROR  # EX_TEMPFAIL: the MTA keeps the reply, no bounce
 
 
 if __name__ == "__main__":

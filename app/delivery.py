@@ -32,17 +32,22 @@ RETRY_DELAY_SECONDS = 0.5
 class DeliveryError(Exception):
     """The SMTP server did not accept the message; `reason` is safe to log (no content, no recipient).
 
-    `transient`: trying again may work (4xx, a timeout, a dropped connection). `too_large`: refused for good for
-    its size (552, or the enhanced codes 5.3.4 and 5.2.3), so the same message will never go. `handed_over`: the
-    whole message was sent and no answer came; the server may have taken it (never retried).
+    `transient`: trying again may work (4xx at any step, 454 at STARTTLS or AUTH too, a timeout, a dropped
+    connection). `too_large`: refused for good for its size (552, or the enhanced codes 5.3.4 and 5.2.3), so the
+    same message will never go. `login_refused`: the server refused the credentials for good (535...).
+    `handed_over`: the whole message was sent and no answer came; the server may have taken it (never retried).
     """
 
-    def __init__(self, reason: str, *, transient: bool, too_large: bool = False, handed_over: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, transient: bool, too_large: bool = False, handed_over: bool = False,
+        login_refused: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.transient = transient
         self.too_large = too_large
         self.handed_over = handed_over
+        self.login_refused = login_refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +195,10 @@ class ServerReport:
 def _delivery_error(exc: BaseException) -> DeliveryError:
     """The `DeliveryError` for an exception from aiosmtplib or the socket: its reason, and whether a retry may help."""
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        return DeliveryError(f"authentication refused ({exc.code})", transient=False)
+        # 454 "temporary authentication failure" (the provider's password service is down): for now, like any 4xx.
+        if 400 <= exc.code < 500:
+            return DeliveryError(f"authentication failed for now ({exc.code})", transient=True)
+        return DeliveryError(f"authentication refused ({exc.code})", transient=False, login_refused=True)
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = sorted({r.code for r in exc.recipients})
         return DeliveryError(f"recipient refused ({codes})", transient=all(400 <= c < 500 for c in codes))

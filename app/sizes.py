@@ -10,14 +10,17 @@ computed here, `tipbox check` prints them, and tests/test_deploy.py holds the ki
   tipbox's limit is always answered by tipbox, in the sender's language, with the text kept;
 - the largest email tipbox can write (`largest_email`): the files as base64 plus the text, twice (plain and HTML),
   every character at its widest, plus headers. The SMTP server's SIZE must be at least that (`too_large_for`);
-- Postfix's `message_size_limit` in the kit (`mta_size_limit`) and the service's memory ceiling (`memory_max`).
+- Postfix's `message_size_limit` in the kit (`mta_size_limit`) and the service's memory ceiling (`memory_max`);
+- how long the proxy waits for tipbox (`proxy_wait_seconds`): never less than tipbox itself lets a slow upload
+  take (the proxy's largest body at tipbox's slowest accepted pace, `app.forms`) and then the mail server answer.
 """
 
 from __future__ import annotations
 
 import math
 
-from app.forms import DISCARD_FACTOR
+from app.delivery import RETRY_DELAY_SECONDS
+from app.forms import BODY_WINDOW_SECONDS, DISCARD_FACTOR, MIN_BODY_RATE
 from app.settings import Settings
 from app.tips import SHORT_FIELDS
 
@@ -39,6 +42,9 @@ _MIB = 1024 * 1024
 # the emails in flight and the answers' key derivations. Measured at peak: 382 MB, 402 MB with the worst files, with
 # the default 200 MB budget (docs/benchmarks.md, "The service under load"); the headroom is for what was not measured.
 _MEMORY_BEYOND_BUDGET = 400 * _MIB
+# Cleaning a tip's files once its body is in (re-encoding the photos, rebuilding the voice notes): a few seconds
+# measured (docs/benchmarks.md); a minute is the margin for a loaded machine.
+_CLEANING_SECONDS = 60
 
 
 def request_limit(settings: Settings) -> int:
@@ -106,6 +112,26 @@ def memory_max(settings: Settings) -> str:
     return f"{mebibytes}M"
 
 
+def upload_seconds(settings: Settings) -> int:
+    """The longest a body can take and still be read by tipbox: the proxy's largest body at the slowest pace tipbox
+    accepts (MIN_BODY_RATE in every window of BODY_WINDOW_SECONDS), plus the first window."""
+    return math.ceil(proxy_body_limit(settings) / MIN_BODY_RATE + BODY_WINDOW_SECONDS)
+
+
+def answer_seconds(settings: Settings) -> int:
+    """The longest tipbox takes to answer once the body is in: cleaning the files, then two SMTP attempts, each up
+    to its commands' timeouts (connect, EHLO, STARTTLS, EHLO, AUTH, MAIL, RCPT, DATA) and the wait for the answer
+    to the message."""
+    attempt = 8 * settings.smtp_timeout + settings.smtp_data_timeout
+    return math.ceil(_CLEANING_SECONDS + 2 * attempt + RETRY_DELAY_SECONDS)
+
+
+def proxy_wait_seconds(settings: Settings) -> int:
+    """How long the proxy waits for tipbox's answer, in whole minutes (Caddy's `read_timeout` counts from the
+    request's start, the slow upload included): never less than tipbox itself would take."""
+    return math.ceil((upload_seconds(settings) + answer_seconds(settings)) / 60) * 60
+
+
 def figures(settings: Settings) -> dict[str, str]:
     """The kit's figures for these settings, as `tipbox check` prints them (name: value with its unit)."""
     return {
@@ -115,4 +141,6 @@ def figures(settings: Settings) -> dict[str, str]:
         "largest email": f"{largest_email(settings):,} bytes",
         "Postfix message_size_limit": str(mta_size_limit(settings)),
         "memory (systemd MemoryMax, Compose mem_limit)": memory_max(settings),
+        "proxy wait for tipbox (Caddy read_timeout)": f"{proxy_wait_seconds(settings)}s",
+        "proxy wait after the body (nginx proxy_read_timeout)": f"{math.ceil(answer_seconds(settings) / 60) * 60}s",
     }

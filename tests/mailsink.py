@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, syntax
 
 USERNAME = "post@example.vn"
 PASSWORD = "correct horse battery staple"
@@ -40,6 +40,9 @@ class SinkHandler:
     delay: float = 0.0
     # Connections to drop at RCPT, before any message is sent.
     drop_at_rcpt: int = 0
+    # The answer to STARTTLS, or to a correct login, instead of going on (e.g. "454 4.7.0 TLS not available").
+    starttls_reply: str | None = None
+    auth_reply: str | None = None
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         if self.drop_at_rcpt > 0:
@@ -78,7 +81,26 @@ def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, aut
     ok = isinstance(auth_data, LoginPassword) and (
         auth_data.login.decode() == USERNAME and auth_data.password.decode() == PASSWORD
     )
+    reply = server.event_handler.auth_reply
+    if ok and reply is not None:  # the right password, and the provider cannot check it now
+        return AuthResult(success=False, handled=False, message=reply)
     return AuthResult(success=ok, handled=False)
+
+
+class _Server(SMTP):
+    """aiosmtpd's server, answering STARTTLS as its handler says (a provider's "454 TLS not available")."""
+
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        if self.event_handler.starttls_reply is not None:
+            await self.push(self.event_handler.starttls_reply)
+            return
+        await super().smtp_STARTTLS(arg)
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _Server(self.handler, **self.SMTP_kwargs)
 
 
 class Sink:
@@ -100,7 +122,7 @@ class Sink:
             kwargs.update(auth_required=True, auth_require_tls=security == "starttls", authenticator=_authenticator)
         if size is not None:  # the SIZE it advertises and enforces (aiosmtpd's default: 32 MiB)
             kwargs["data_size_limit"] = size
-        self.controller = Controller(self.handler, **kwargs)
+        self.controller = _Controller(self.handler, **kwargs)
 
     def start(self) -> Sink:
         self.controller.start()

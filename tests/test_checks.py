@@ -69,9 +69,31 @@ def test_a_wrong_password_is_one_line_and_a_failure(
     status, out, problems = _check(capsys)
     assert status == 1 and "configuration NOT OK" in out
     assert problems == [
-        f"tipbox: TIPBOX_SMTP_HOST: 127.0.0.1:{secure_sink.port} (starttls): authentication refused (535)"
+        f"tipbox: TIPBOX_SMTP_USERNAME: 127.0.0.1:{secure_sink.port} (starttls) refused the login of "
+        f"'{USERNAME}': authentication refused (535); check TIPBOX_SMTP_USERNAME and TIPBOX_SMTP_PASSWORD"
     ]
+    assert "not the password" not in out + "".join(problems)
     assert secure_sink.handler.attempts == 0
+
+
+@pytest.mark.parametrize(
+    ("step", "reply", "reason"),
+    [("starttls_reply", "454 4.7.0 TLS not available due to temporary reason", "server answered 454"),
+     ("auth_reply", "454 4.7.0 Temporary authentication failure", "authentication failed for now (454)")],
+)
+def test_a_454_is_temporary(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], secure_sink: Sink, ca_file: Path,
+    step: str, reply: str, reason: str,
+) -> None:
+    setattr(secure_sink.handler, step, reply)
+    _configure(monkeypatch, secure_sink, ca_file, SMTP_USERNAME=USERNAME, SMTP_PASSWORD=PASSWORD)
+    status, out, problems = _check(capsys)
+    assert status == 1 and "configuration NOT OK" in out
+    assert problems == [
+        f"tipbox: TIPBOX_SMTP_HOST: 127.0.0.1:{secure_sink.port} (starttls): temporary: {reason}; "
+        'tips get "not sent yet, send again" until it passes'
+    ]
+    assert PASSWORD not in out + "".join(problems)
 
 
 def test_an_untrusted_certificate_is_one_line(

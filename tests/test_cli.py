@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +16,7 @@ import httpx2
 import pytest
 
 from tests.helpers import SECRET, hidden_fields, wait_until_responds
-from tests.mailsink import Sink, free_port
+from tests.mailsink import USERNAME, Sink, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -93,6 +95,7 @@ def test_check_lists_the_posts_and_the_kits_figures(sink: Sink, tmp_path: Path) 
     assert "proxy body limit (nginx client_max_body_size, Caddy request_body max_size): 80262144 bytes" in done.stdout
     assert "Postfix message_size_limit: 28000000" in done.stdout
     assert "memory (systemd MemoryMax, Compose mem_limit): 600M" in done.stdout
+    assert "proxy wait for tipbox (Caddy read_timeout): 39900s" in done.stdout
 
 
 def test_a_bad_log_level_is_one_line(tmp_path: Path) -> None:
@@ -106,6 +109,41 @@ def test_a_bad_log_level_is_one_line(tmp_path: Path) -> None:
             f"tipbox: configuration error: --log-level (TIPBOX_LOG_LEVEL): {given!r}"
             " is not one of critical, error, warning, info, debug"
         ]
+
+
+def test_a_bad_setting_ends_serve_with_one_line_and_status_2(
+    tmp_path: Path, server_tls: ssl.SSLContext, ca_file: Path
+) -> None:
+    """Status 2 is what the systemd unit does not restart on (RestartPreventExitStatus=2): never a traceback."""
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    login = Sink("starttls", server_tls, auth=True).start()
+    wrong_password = {
+        **_production(login), "SMTP_SECURITY": "starttls", "SMTP_CA_FILE": str(ca_file),
+        "SMTP_USERNAME": USERNAME, "SMTP_PASSWORD": "not the password",
+    }
+    cases = [
+        ([], {"PORT": "eighty"}, "TIPBOX_PORT: 'eighty' is not a port number"),
+        ([], {"SMTP_PORT": "abc"}, "TIPBOX_SMTP_PORT: "),
+        (["--host", "no-such-host.invalid"], {}, "--host (TIPBOX_HOST): 'no-such-host.invalid' is not an address"),
+        ([], {"DEV_MAILBOX": str(tmp_path / "a-file" / "mailbox")}, "TIPBOX_DEV_MAILBOX: cannot make the folder"),
+        ([], {"METRICS_ADDRESS": f"127.0.0.1:{held.getsockname()[1]}"}, "TIPBOX_METRICS_ADDRESS: cannot listen on"),
+        ([], wrong_password, f"TIPBOX_SMTP_USERNAME: 127.0.0.1:{login.port} (starttls) refused the login of"),
+    ]
+    try:
+        for options, settings, problem in cases:
+            port = [] if "PORT" in settings else ["--port", str(free_port())]  # --port wins over TIPBOX_PORT
+            done = subprocess.run([TIPBOX, "serve", *port, *options], env=_env(**settings),
+                                  capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
+            lines = (done.stdout + done.stderr).strip().splitlines()
+            assert done.returncode == 2, (settings, done.returncode, lines)
+            assert len(lines) == 1 and lines[0].startswith(f"tipbox: configuration error: {problem}"), lines
+            assert "not the password" not in lines[0]
+    finally:
+        held.close()
+        login.stop()
 
 
 def test_serve_starts_when_the_mail_server_is_not_up_yet_and_says_so(tmp_path: Path) -> None:

@@ -80,14 +80,42 @@ def _assert_not_sent_page(page: Any) -> None:
     assert page.headers["cache-control"] == "no-store"
 
 
+SEND_AGAIN = "Chưa gửi được. Hãy bấm nút Gửi một lần nữa."  # "Not sent yet. Please press Send again."
+CANNOT_RECEIVE = "lúc này đồn chưa nhận được tin báo"  # "the post cannot receive tips right now"
+
+
 @pytest.mark.parametrize("secure_sink", ["starttls"], indirect=True)
-def test_wrong_password_gives_the_text_back(
+def test_wrong_password_gives_the_text_back_without_send_again(
     secure_sink: Sink, make_settings: Callable[..., Settings], ca_file: Path
 ) -> None:
+    # 535: the provider refused the credentials; pressing Send again cannot change that, so it is not suggested.
     settings = make_settings(secure_sink, smtp_username=USERNAME, smtp_password="wrong", smtp_ca_file=ca_file)
     with _client(settings) as client:
-        _assert_not_sent_page(post_tip(client, **TIP))
+        page = post_tip(client, **TIP)
+    _assert_not_sent_page(page)
+    assert CANNOT_RECEIVE in page.text and SEND_AGAIN not in page.text
     assert secure_sink.handler.messages == []
+
+
+@pytest.mark.parametrize("secure_sink", ["starttls"], indirect=True)
+@pytest.mark.parametrize(
+    ("step", "reply"),
+    [("starttls_reply", "454 4.7.0 TLS not available due to temporary reason"),
+     ("auth_reply", "454 4.7.0 Temporary authentication failure")],
+)
+def test_a_454_is_for_now_send_again(
+    secure_sink: Sink, make_settings: Callable[..., Settings], ca_file: Path, step: str, reply: str
+) -> None:
+    setattr(secure_sink.handler, step, reply)
+    settings = make_settings(secure_sink, smtp_username=USERNAME, smtp_password=PASSWORD, smtp_ca_file=ca_file)
+    with _client(settings) as client:
+        page = post_tip(client, **TIP)
+        _assert_not_sent_page(page)
+        assert SEND_AGAIN in page.text and CANNOT_RECEIVE not in page.text
+        setattr(secure_sink.handler, step, None)  # the provider is back: the same form, sent again, goes
+        again = client.post("/", data={**hidden_fields(page.text), **TIP})
+    assert again.status_code == 200 and 'class="receipt"' in again.text
+    _assert_delivered_whole(secure_sink)
 
 
 @pytest.mark.parametrize("secure_sink", ["starttls", "tls"], indirect=True)

@@ -4,6 +4,7 @@ by docker-compose's own validation and compared with the systemd set-up, value b
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -16,6 +17,8 @@ import pytest
 import yaml
 
 from app import sizes
+from app.cli import CONFIG_ERROR
+from app.forms import BODY_IDLE_SECONDS, MIN_BODY_RATE
 from app.settings import ConfigError, Settings, load_settings
 from tests.helpers import require
 
@@ -79,6 +82,12 @@ def test_every_figure_in_the_kit_is_the_one_derived_from_the_settings() -> None:
     assert _one(r"^\s*max_size (\d+)$", caddyfile) == proxy
     assert _one(r"Content-Length}\) > (\d+)`", caddyfile) == proxy
     assert _one(r"^message_size_limit = (\d+)$", KIT / "postfix" / "main.cf") == str(sizes.mta_size_limit(settings))
+    # The proxies wait for tipbox at least as long as tipbox lets a slow upload and the mail server take.
+    assert _one(r"^\s*read_timeout (\d+)s$", caddyfile) == str(sizes.proxy_wait_seconds(settings))
+    assert sizes.proxy_wait_seconds(settings) >= sizes.proxy_body_limit(settings) / MIN_BODY_RATE
+    nginx = KIT / "nginx" / "nginx.conf"
+    assert int(_one(r"^\s*proxy_read_timeout (\d+)s;", nginx)) >= sizes.answer_seconds(settings)
+    assert int(_one(r"^\s*client_body_timeout (\d+)s;", nginx)) >= max(60, BODY_IDLE_SECONDS)
     memory = sizes.memory_max(settings)
     assert _one(r"^MemoryMax=(\S+)$", KIT / "tipbox.service") == memory
     tipbox = _compose()["services"]["tipbox"]
@@ -108,6 +117,10 @@ def test_compose_keeps_the_systemd_settings_but_the_addresses_of_its_services() 
     assert set(COMPOSE_ONLY) <= set(_env_file())  # each one replaces a setting of the file, adds none
     # ...and each names the service it stands for.
     network = compose["networks"]["tipbox"]["ipam"]["config"][0]["subnet"]
+    assert network == "10.57.0.0/24" and compose["networks"]["tipbox"]["enable_ipv6"] is False
+    assert ipaddress.ip_address(COMPOSE_ONLY["TIPBOX_TRUSTED_PROXIES"]) in ipaddress.ip_network(network)
+    # Postfix in Compose is built from the kit's main.cf (the file tests/mta.py starts the tests' Postfix from).
+    assert services["postfix"]["build"] == "./postfix" and "volumes" in services["postfix"]
     assert services["caddy"]["networks"]["tipbox"]["ipv4_address"] == COMPOSE_ONLY["TIPBOX_TRUSTED_PROXIES"]
     assert {"postfix", "redis"} <= set(services)
     assert tipbox["command"] == ["tipbox", "serve", "--host", "0.0.0.0", "--port", "8000"]
@@ -151,8 +164,9 @@ def test_systemd_verifies_the_unit(tmp_path: Path) -> None:
     assert float(exposure.group(1)) <= 2.0 and exposure.group(2) == "OK"
     text = unit.read_text(encoding="utf-8")
     for line in ("DynamicUser=yes", "ProtectSystem=strict", "PrivateTmp=yes", "Restart=on-failure",
-                 "StateDirectory=tipbox", "MemorySwapMax=0"):
+                 "StateDirectory=tipbox", "MemorySwapMax=0", "LimitCORE=0", f"RestartPreventExitStatus={CONFIG_ERROR}"):
         assert f"\n{line}\n" in text
+    # A value systemd cannot parse ("Failed to parse value, ignoring") is a line from `verify`, asserted empty above.
     # The answers store lives in the state directory, the one place the service may write.
     assert _env_file()["TIPBOX_ANSWERS_STORE"].startswith("sqlite:////var/lib/tipbox/")
 

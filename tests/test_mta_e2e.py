@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 import shutil
+import smtplib
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ from app import sizes
 from app.settings import Settings, load_settings
 from tests import media
 from tests.helpers import hidden_fields
-from tests.mailsink import free_port
+from tests.mailsink import Sink, free_port
 from tests.mta import OFFICER, MailSystem, mail_system
 
 pytestmark = pytest.mark.e2e
@@ -294,3 +295,34 @@ def test_a_postfix_with_a_lower_limit_stops_check_and_serve_naming_both_numbers(
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1, (command, done.stderr)
         assert "10,240,000" in lines[0] and f"{largest:,}" in lines[0] and "TIPBOX_MAX_UPLOAD_BYTES" in lines[0]
+
+
+def test_bounces_and_postmaster_mail_reach_the_operator(mail_system: MailSystem, ca: Any) -> None:
+    """The kit's main.cf with `tipbox_operator` set: a tip the provider refuses for good is bounced to tipbox's
+    sender (through the provider) and a copy of the notice reaches the operator, as does mail for this machine's
+    postmaster; none of it is dropped, and nothing can go to a resident (tipbox has no address of theirs)."""
+    provider = Sink().start()  # the smarthost: refuses the tip for good, then takes the bounce for TIPBOX_MAIL_FROM
+    provider.handler.script = ["550 5.7.1 refused by the provider"]
+    root = Path(tempfile.mkdtemp(prefix="tipbox-mta-operator-", dir="/tmp"))
+    system = MailSystem(root, ca, mail_system.postfix, mail_system.dovecot, overrides={
+        "tipbox_operator": OFFICER, "default_transport": "smtp", "relayhost": f"[127.0.0.1]:{provider.port}",
+        "smtp_tls_security_level": "none",
+    })
+    try:
+        system.start()
+        with smtplib.SMTP("127.0.0.1", system.smtp_port, timeout=20) as smtp:
+            smtp.sendmail("tipbox@bienphong.test", ["ncs@provider.test"],
+                          b"From: tipbox@bienphong.test\r\nSubject: [tipbox] tip\r\n\r\nA tip.\r\n")
+            smtp.sendmail("cron@mta.tipbox.test", ["postmaster"],
+                          b"From: cron@mta.tipbox.test\r\nSubject: for the postmaster\r\n\r\nHello.\r\n")
+        got = [email.message_from_bytes(raw, policy=email.policy.default) for raw in system.fetch(2)]
+        deadline = time.monotonic() + 20
+        while not provider.handler.envelopes and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        system.stop()
+        provider.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    subjects = sorted(str(message["Subject"]) for message in got)
+    assert subjects == ["Postmaster Copy: Undelivered Mail", "for the postmaster"], subjects
+    assert provider.handler.envelopes == [("<>", ["tipbox@bienphong.test"])]  # the bounce, to tipbox's sender only

@@ -41,7 +41,8 @@ POST = "Đồn Biên phòng Na Cô Sa"
 PHONES = {"nginx": ("127.13.57.91", "127.13.57.92"), "caddy": ("127.13.57.93", "127.13.57.94")}
 LIMITED = {"nginx": ("127.13.57.81", "127.13.57.82"), "caddy": ("127.13.57.83", "127.13.57.84")}
 CROWDED, OTHER = "127.13.57.71", "127.13.57.72"  # the connection limit test's
-EVERY_PHONE = [*(a for pair in (*PHONES.values(), *LIMITED.values()) for a in pair), CROWDED, OTHER]
+SLOW = {"nginx": "127.13.57.61", "caddy": "127.13.57.62"}  # on weak data
+EVERY_PHONE = [*(a for pair in (*PHONES.values(), *LIMITED.values()) for a in pair), CROWDED, OTHER, *SLOW.values()]
 TYPED = "Xe tải biển số lạ chở hàng qua đường mòn lúc 2 giờ sáng"
 SOURCE_RATE = 3  # tips per hour from one source, low enough to reach
 
@@ -108,11 +109,14 @@ def nginx_conf(
     return conf
 
 
-def _caddyfile(root: Path, *, http_port: int, https_port: int, ca: trustme.CA) -> Path:
+def _caddyfile(
+    root: Path, *, http_port: int, https_port: int, ca: trustme.CA, changes: dict[str, str] | None = None
+) -> Path:
     chain, key = _certificate(root, ca)
     text = _override((KIT / "caddy" / "Caddyfile").read_text(encoding="utf-8"), {
         "\tadmin off\n": f"\tadmin off\n\thttp_port {http_port}\n\thttps_port {https_port}\n\tdefault_bind 127.0.0.1\n",
         "{$TIPBOX_DOMAIN:localhost} {\n": f"{{$TIPBOX_DOMAIN:localhost}} {{\n\ttls {chain} {key}\n",
+        **(changes or {}),
     })
     path = root / "Caddyfile"
     path.write_text(text, encoding="utf-8")
@@ -173,12 +177,12 @@ def _start_nginx(ca: trustme.CA, upstream_port: int, pages: Path) -> Proxy:
     return Proxy("nginx", f"https://127.0.0.1:{https_port}", root, https_port, process)
 
 
-def _start_caddy(ca: trustme.CA, upstream_port: int, pages: Path) -> Proxy:
+def _start_caddy(ca: trustme.CA, upstream_port: int, pages: Path, changes: dict[str, str] | None = None) -> Proxy:
     caddy = require("caddy", "caddy")
     root = _workdir("tipbox-caddy-")
     ROOTS.append(root)
     http_port, https_port = free_port(), free_port()
-    caddyfile = _caddyfile(root, http_port=http_port, https_port=https_port, ca=ca)
+    caddyfile = _caddyfile(root, http_port=http_port, https_port=https_port, ca=ca, changes=changes)
     env = {**os.environ, "HOME": str(root), "XDG_DATA_HOME": str(root / "data"), "XDG_CONFIG_HOME": str(root / "conf"),
            "TIPBOX_DOMAIN": "127.0.0.1", "TIPBOX_UPSTREAM": f"127.0.0.1:{upstream_port}", "TIPBOX_PAGES": str(pages)}
     with (root / "caddy.log").open("wb") as log:  # Caddy logs to stderr, as under systemd (the journal)
@@ -266,6 +270,56 @@ def test_a_15_mb_tip_goes_through_with_its_text(proxy: Proxy, tipbox: Served, ca
     assert plain is not None and TYPED in plain.get_content()
     (attached,) = [part for part in message.walk() if part.get_filename()]
     assert attached.get_filename() == "voice-1.mp3" and attached.get_content() == voice
+
+
+WEAK_DATA = 64 * 1024  # bytes a second: a phone on one bar of 3G, eight times tipbox's slowest accepted pace
+
+
+def _trickle(body: bytes, rate: int = WEAK_DATA) -> Iterator[bytes]:
+    """`body` as a phone on weak data sends it: a quarter of `rate` every quarter of a second."""
+    step = rate // 4
+    for start in range(0, len(body), step):
+        time.sleep(0.25)
+        yield body[start:start + step]
+
+
+def _send_slowly(client: httpx2.Client, url: str, voice: bytes) -> httpx2.Response:
+    form = client.get(url + "/p/ncs")
+    assert form.status_code == 200, form.text
+    body, content_type = _multipart({**hidden_fields(form.text), "category": "smuggling", "what": TYPED}, voice)
+    headers = {"Content-Type": content_type, "Content-Length": str(len(body))}  # as a browser sends a form
+    return client.post(url + "/p/ncs", content=_trickle(body), headers=headers)
+
+
+def test_a_slow_upload_on_weak_data_arrives_as_one_tip(proxy: Proxy, tipbox: Served, ca: trustme.CA) -> None:
+    """2 MB at 64 KB/s takes over 30 s, longer than Caddy's read_timeout lets it in the test below; the kit's
+    proxies wait as long as tipbox's own pace rule allows (tests/test_deploy.py holds them to the bound)."""
+    voice = media.mp3_of_size(2_000_000)
+    before = len(tipbox.sink.handler.messages)
+    started = time.monotonic()
+    with _phone(ca, SLOW[proxy.name]) as phone:
+        sent = _send_slowly(phone, proxy.url, voice)
+    assert time.monotonic() - started > 30
+    assert sent.status_code == 200 and 'id="receipt"' in sent.text, sent.text[-1500:]
+    (message,) = tipbox.sink.handler.parsed()[before:]
+    (attached,) = [part for part in message.walk() if part.get_filename()]
+    assert attached.get_content() == voice
+
+
+def test_caddys_read_timeout_counts_the_upload(tipbox: Served, ca: trustme.CA) -> None:
+    """Why the kit's read_timeout is hours, not minutes: Caddy counts it from the request's start, so a shorter one
+    cuts a resident's upload that tipbox would take (here 10 s, against a 1 MB upload on weak data, 16 s)."""
+    proxy = _start_caddy(ca, tipbox.port, tipbox.log.parent / "pages", {"read_timeout 39900s": "read_timeout 10s"})
+    before = len(tipbox.sink.handler.messages)
+    try:
+        with _phone(ca, SLOW["caddy"]) as phone:
+            cut = _send_slowly(phone, proxy.url, media.mp3_of_size(1_000_000))
+    except httpx2.HTTPError:
+        cut = None  # the connection itself was cut
+    finally:
+        _stop(proxy)
+    assert cut is None or cut.status_code >= 500
+    assert len(tipbox.sink.handler.messages) == before
 
 
 def test_an_oversized_tip_gets_tipboxs_own_page_in_the_senders_language_with_the_text(
