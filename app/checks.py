@@ -9,6 +9,7 @@ post's mailbox, so the officers can see their mail arrives.
 from __future__ import annotations
 
 import email.utils
+import re
 import secrets
 import socket
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ TEST_BODY = N_(
     "address like this one. Nothing needs to be done."
 )
 _REDIS_SECONDS = 3.0
+_QUEUED = re.compile(r"\bqueued as ([0-9A-Za-z]{5,20})\b")
 AUTHSERV_WARNING = (
     "  warning: answers: officers' addresses are trusted as written (anyone who saw a tip can forge From); set "
     "TIPBOX_ANSWERS_AUTHSERV_ID to the reply mailbox's server (docs/answers.md)"
@@ -80,11 +82,19 @@ async def _check_smtp(settings: Settings, server: SmtpServer, report: Report, *,
     if send_test:
         for post in settings.load_posts().values():
             try:
-                await mailer.send(test_email(settings, post))
+                answer = await mailer.send(test_email(settings, post))
             except DeliveryError as exc:
                 report.problems.append(f"{where}: test email to {post.mailbox} (post {post.slug}): {exc.reason}")
             else:
                 report.lines.append(f"  test email sent to {post.mailbox} (post {post.slug})")
+                # A local Postfix answers once the email is in its queue; whether the provider took it is in the
+                # mail log under this id, where a wrong provider password or a refused recipient shows.
+                queued = _QUEUED.search(answer)
+                if queued is not None:
+                    report.lines.append(
+                        f"    {server.host} queued it as {queued[1]}: see where it went with "
+                        f"`journalctl -u postfix | grep {queued[1]}` (or grep {queued[1]} /var/log/mail.log)"
+                    )
 
 
 def smtp_problem(server: SmtpServer, exc: DeliveryError) -> str:

@@ -94,19 +94,20 @@ class Mailer:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
 
-    async def send(self, message: Wire) -> None:
-        """Return once the server accepted `message` (250 after DATA); raise `DeliveryError` otherwise."""
+    async def send(self, message: Wire) -> str:
+        """Return the server's answer once it accepted `message` (250 after DATA: a local Postfix's says "queued as
+        <id>"); raise `DeliveryError` otherwise."""
         data, sender, recipients = message.data, message.sender, list(message.recipients)
         try:
-            await self._send_once(data, sender, recipients)
+            return await self._send_once(data, sender, recipients)
         except DeliveryError as first:
             if not first.transient:
                 raise
             logger.warning("delivery failed (%s); retrying once", first.reason)
             await asyncio.sleep(self._retry_delay)
-            await self._send_once(data, sender, recipients)
+            return await self._send_once(data, sender, recipients)
 
-    async def _send_once(self, data: bytes, sender: str, recipients: list[str]) -> None:
+    async def _send_once(self, data: bytes, sender: str, recipients: list[str]) -> str:
         server = self.server
         client = _Client(
             data_timeout=server.data_timeout,
@@ -122,7 +123,7 @@ class Mailer:
         )
         try:
             async with client:
-                await client.sendmail(sender, recipients, data)
+                _, answer = await client.sendmail(sender, recipients, data)
         except (aiosmtplib.SMTPException, OSError) as exc:  # ssl.SSLError is an OSError
             answered = isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code > 0
             if client.handed_over and not answered:
@@ -131,6 +132,7 @@ class Mailer:
                 )
                 raise DeliveryError(reason, transient=False, handed_over=True) from exc
             raise _delivery_error(exc) from exc
+        return answer
 
     async def probe(self) -> ServerReport:
         """Connect, say EHLO, secure the connection and log in exactly as a tip would, then quit: no mail is sent.

@@ -326,3 +326,36 @@ def test_bounces_and_postmaster_mail_reach_the_operator(mail_system: MailSystem,
     subjects = sorted(str(message["Subject"]) for message in got)
     assert subjects == ["Postmaster Copy: Undelivered Mail", "for the postmaster"], subjects
     assert provider.handler.envelopes == [("<>", ["tipbox@bienphong.test"])]  # the bounce, to tipbox's sender only
+
+
+def test_check_send_test_names_the_queue_id_the_mail_log_follows(mail_system: MailSystem, ca: Any) -> None:
+    """A local Postfix says 250 once the test email is in its queue; whether it went on (to the provider, here to
+    the mailbox) is in the mail log under the queue id, which `tipbox check --send-test` prints with the command."""
+    root = Path(tempfile.mkdtemp(prefix="tipbox-mta-check-", dir="/tmp"))
+    system = MailSystem(root, ca, mail_system.postfix, mail_system.dovecot)
+    try:
+        system.start()
+        env = {name: value for name, value in os.environ.items() if not name.startswith("TIPBOX_")}
+        env.update(
+            TIPBOX_SMTP_HOST="127.0.0.1", TIPBOX_SMTP_PORT=str(system.smtp_port), TIPBOX_SMTP_SECURITY="starttls",
+            TIPBOX_SMTP_CA_FILE=str(system.ca_file), TIPBOX_MAIL_FROM="tipbox@bienphong.test",
+            TIPBOX_MAILBOX=OFFICER, TIPBOX_SECRET_KEY=secrets.token_urlsafe(32),
+            TIPBOX_PUBLIC_URL="https://tip.bienphong.test",
+        )
+        tipbox = str(Path(sys.executable).parent / "tipbox")
+        done = subprocess.run([tipbox, "check", "--send-test"], env=env, cwd=root, capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        queued = re.search(r"queued it as (\w+): see where it went with `journalctl -u postfix \| grep (\w+)`",
+                           done.stdout)
+        assert queued is not None and queued[1] == queued[2], done.stdout
+        deadline = time.monotonic() + 20
+        while True:  # the log line comes once the mailbox took it
+            followed = [line for line in (root / "postfix.log").read_text().splitlines() if f" {queued[1]}: " in line]
+            if any("status=sent" in line for line in followed) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        system.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    assert any("status=sent" in line for line in followed), followed
