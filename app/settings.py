@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     imap_password: SecretStr | None = None
     imap_folder: str = "INBOX"
     imap_poll_seconds: float = Field(default=60.0, ge=1, le=3600)
+    imap_ca_file: Path | None = None
     answers_store: str | None = None
     answer_days: int = Field(default=90, ge=1, le=3650)
     # The reply mailbox's receiving server, as it names itself in Authentication-Results: answers are kept only if
@@ -102,8 +103,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        if self.smtp_ca_file is not None:
-            _check_ca_file(self.smtp_ca_file)
+        for name, ca_file in (("TIPBOX_SMTP_CA_FILE", self.smtp_ca_file), ("TIPBOX_IMAP_CA_FILE", self.imap_ca_file)):
+            if ca_file is not None:
+                _check_ca_file(ca_file, name)
         if self.public_url is not None and not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", self.public_url):
             raise ConfigError(f"TIPBOX_PUBLIC_URL: {self.public_url!r} is not an http(s) URL")
         if not self.dev_mode:
@@ -262,11 +264,11 @@ def _check_rate(value: str, setting: str) -> None:
         raise ConfigError(f"{setting}: {value!r} is not a rate like '30/hour' or '10 per hour'") from exc
 
 
-def _check_ca_file(path: Path) -> None:
+def _check_ca_file(path: Path, name: str) -> None:
     try:
         ssl.create_default_context(cafile=str(path))
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"TIPBOX_SMTP_CA_FILE: cannot read CA certificates from {path}: {exc}") from exc
+        raise ConfigError(f"{name}: cannot read CA certificates from {path}: {exc}") from exc
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 from app.answers import bound as bound_module
 from app.answers import keys
 from app.answers.ingest import Kept, parse
+from app.answers.service import Answers
 from app.guard import TOKEN_FIELD
 from app.main import build_site, create_app
 from app.settings import Settings
@@ -220,3 +221,27 @@ def _dev_port(site: Any) -> int:
     assert mailer is not None
     return int(mailer.server.port)
 
+
+
+def test_a_background_task_that_dies_is_logged_and_stopping_does_not_raise_it(
+    answering: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        answers = Answers(answering(), {})
+
+        async def broken() -> int:
+            raise RuntimeError("a bug in the store, with words from an answer")
+
+        answers.store.purge = broken  # type: ignore[method-assign]
+
+        async def send(recipient: str, data: bytes) -> None:
+            raise AssertionError("nothing to send")
+
+        answers.start(send)
+        await asyncio.sleep(0.05)
+        await answers.stop()  # returns: the lifespan's clean-up goes on
+
+    with caplog.at_level(logging.INFO, logger="app.answers"):
+        asyncio.run(main())
+    lines = [record.getMessage() for record in caplog.records if record.name.startswith("app.answers")]
+    assert lines == ["answers: tipbox-answers-purge stopped (RuntimeError); restart the service"]

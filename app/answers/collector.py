@@ -1,11 +1,15 @@
 """The IMAP collector: fetches officers' replies from the reply mailbox and hands each to ingestion.
 
 It touches only messages addressed to the reply address (in a mailbox shared with other mail, everything else is
-left exactly as it was: fetched with BODY.PEEK, never flagged). A reply that was stored is deleted and expunged by
-UID (UIDPLUS), so nobody else's deleted-but-kept mail goes with it; one that is not an answer is left where it is
-and remembered, so it is logged once. IMAPClient is blocking: its calls run one by one in a thread of their own.
-When the server is down or refuses the login, the collector logs one line per failure and retries with backoff;
-tips never wait on it.
+left exactly as it was: fetched with BODY.PEEK, never flagged). Each new message is judged from its header first
+(addressed to us, a tipbox thread, an officer's From); only a candidate is fetched whole. Parsing and ingestion run
+in worker threads, so a big or hostile message never stalls the event loop (and the tips it serves). A message that
+is not an answer, or that cannot be read at all, is left where it is and remembered by UID, so it is fetched and
+logged once per process. A stored reply is expunged by UID (UIDPLUS); without UIDPLUS it is moved to the Trash
+(MOVE), or else flagged \\Deleted and expunged only while no one else's \\Deleted message would go with it.
+IMAPClient is blocking: its calls run one by one in a thread of their own. When the server is down, refuses the
+login, or anything else goes wrong in a session, the collector logs one line and retries with backoff; tips never
+wait on it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from app.answers.ingest import MAX_MESSAGE_BYTES, Dropped, Ingestion, Kept, parse
+from app.answers.offload import take_in_thread
 from app.answers.store import StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -36,7 +41,10 @@ Security = Literal["tls", "starttls", "none"]
 Send = Callable[[str, bytes], Awaitable[None]]
 _FAILURES = (IMAPClientError, imaplib.IMAP4.error, OSError, ssl.SSLError, EOFError)
 _T = TypeVar("_T")
-_REMEMBERED = 10_000  # non-answers remembered (by UID) so that each is logged once per process
+_REMEMBERED = 10_000  # messages left in place, remembered (by UID) so that each is fetched and logged once
+_BATCH = 100  # headers fetched per FETCH command
+_HEADER = b"BODY.PEEK[HEADER]"  # the whole header: every field ingestion may look at, not just the ones it does now
+_NOT_OURS = "not addressed to the reply address"  # the search's substring match found a longer address: not logged
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +56,17 @@ class ImapAccount:
     security: Security = "tls"
     folder: str = "INBOX"
     poll_seconds: float = 60.0
-    ca_file: Path | None = None
+    ca_file: Path | None = None  # trusted besides the system's CAs
     timeout: float = 30.0
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """The system's CAs, plus `ca_file` (a private CA) when given; TLS 1.2 at least."""
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        context.load_verify_locations(cafile=str(ca_file))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 class Collector:
@@ -73,7 +90,8 @@ class Collector:
         self.max_backoff = max_backoff
         self.failures = 0  # consecutive; reset by a successful login
         self.sweeps = 0
-        self._left: set[tuple[int, int]] = set()
+        self._left: dict[tuple[int, int], None] = {}  # (UIDVALIDITY, UID) → left in place; oldest first
+        self._flagged: set[tuple[int, int]] = set()  # ours, flagged \\Deleted, waiting for a safe EXPUNGE
         # One thread for every IMAP call: a connection is one conversation, and a call abandoned by a cancelled
         # task (an IDLE check) must finish before the next one (IDLE DONE, LOGOUT) starts.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tipbox-imap")
@@ -91,12 +109,15 @@ class Collector:
         while True:
             try:
                 await self._session()
-            except _FAILURES as exc:
+            except Exception as exc:  # anything at all: the collector must outlive it (one line, then again)
                 self.failures += 1
                 delay = min(self.max_backoff, self.min_backoff * 2 ** min(self.failures - 1, 16))
+                # The server's own words for a connection failure; only the type for anything else (it could
+                # quote a message).
+                said = f": {str(exc)[:120]}" if isinstance(exc, _FAILURES) else ""
                 logger.warning(
-                    "answers: IMAP %s:%d failed (%s: %s); retrying in %g s",
-                    self.account.host, self.account.port, type(exc).__name__, str(exc)[:120], delay,
+                    "answers: IMAP %s:%d failed (%s%s); retrying in %g s",
+                    self.account.host, self.account.port, type(exc).__name__, said, delay,
                 )
                 await asyncio.sleep(delay)
 
@@ -112,10 +133,7 @@ class Collector:
 
     def _connect(self) -> Any:
         account = self.account
-        context = None
-        if account.security != "none":
-            context = ssl.create_default_context(cafile=str(account.ca_file) if account.ca_file else None)
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context = tls_context(account.ca_file) if account.security != "none" else None
         imap = IMAPClient(
             account.host, port=account.port, ssl=account.security == "tls", ssl_context=context,
             timeout=account.timeout,
@@ -135,37 +153,53 @@ class Collector:
         self.sweeps += 1
         validity = int((await self._call(imap.folder_status, self.account.folder, [b"UIDVALIDITY"]))
                        .get(b"UIDVALIDITY", 0))
-        uids = await self._call(imap.search, ["OR", "TO", self.reply_to, "CC", self.reply_to])
+        uids = await self._call(imap.search, ["UNDELETED", "OR", "TO", self.reply_to, "CC", self.reply_to])
+        new = [int(uid) for uid in sorted(uids) if (validity, int(uid)) not in self._left]
         stored = 0
-        for uid in sorted(uids):
-            if (validity, uid) in self._left:
-                continue
-            outcome = await self._one(imap, int(uid))
-            if outcome is None:
-                continue
-            if isinstance(outcome, Kept):
-                stored += not outcome.repeat
-                await self._delete(imap, uid)
-            else:
-                if len(self._left) >= _REMEMBERED:
-                    self._left.clear()
-                self._left.add((validity, uid))
+        for start in range(0, len(new), _BATCH):
+            batch = new[start:start + _BATCH]
+            heads = await self._call(imap.fetch, batch, [b"RFC822.SIZE", _HEADER])
+            for uid in batch:
+                try:
+                    outcome = await self._one(imap, uid, heads.get(uid, {}))
+                except _FAILURES:
+                    raise  # the connection: the session starts again
+                except Exception as exc:  # this message only: leave it, remember it, carry on with the others
+                    logger.warning("answers: message left in the mailbox: cannot be read (%s)", type(exc).__name__)
+                    outcome = Dropped("unreadable")
+                if outcome is None:
+                    continue
+                if isinstance(outcome, Kept):
+                    stored += not outcome.repeat
+                    await self._delete(imap, validity, uid)
+                else:
+                    self._remember(validity, uid)
+        await self._expunge_ours(imap, validity)
         return stored
 
-    async def _one(self, imap: Any, uid: int) -> Kept | Dropped | None:
-        sizes = await self._call(imap.fetch, [uid], [b"RFC822.SIZE"])
-        size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
-        if size > MAX_MESSAGE_BYTES:
+    def _remember(self, validity: int, uid: int) -> None:
+        if len(self._left) >= _REMEMBERED:
+            del self._left[next(iter(self._left))]
+        self._left[(validity, uid)] = None
+
+    async def _one(self, imap: Any, uid: int, head: dict[bytes, Any]) -> Kept | Dropped | None:
+        header = head.get(b"BODY[HEADER]")
+        if not isinstance(header, bytes):
+            return None  # expunged by someone else meanwhile
+        verdict = await asyncio.to_thread(self._screen, header)
+        if verdict is not None:
+            if verdict.reason != _NOT_OURS:
+                logger.info("answers: message dropped: %s", verdict.reason)
+            return verdict
+        if int(head.get(b"RFC822.SIZE", 0)) > MAX_MESSAGE_BYTES:
             logger.info("answers: message dropped: too large")
             return Dropped("too large")
         fetched = await self._call(imap.fetch, [uid], [b"BODY.PEEK[]"])
         raw = fetched.get(uid, {}).get(b"BODY[]")
         if not isinstance(raw, bytes):
-            return None  # expunged by someone else meanwhile
-        if not self._addressed_to_us(raw):
-            return None  # the search matched a longer address ("x" + ours): not ours, not touched
+            return None
         try:
-            outcome = await self.ingestion.take(raw)
+            outcome = await take_in_thread(self.ingestion, raw)
         except StoreUnavailable as exc:
             logger.warning("answers: store unavailable (%s); the reply stays in the mailbox for the next try", exc)
             return None
@@ -177,19 +211,36 @@ class Collector:
                 logger.warning("answers: confirmation not sent (%s)", getattr(exc, "reason", type(exc).__name__))
         return outcome
 
-    def _addressed_to_us(self, raw: bytes) -> bool:
-        try:
-            message = parse(raw)
-            values = [str(value) for name in ("To", "Cc") for value in (message.get_all(name) or [])]
-        except Exception:
-            return False
-        return any(address.lower() == self.reply_to for _, address in email.utils.getaddresses(values))
+    def _screen(self, header: bytes) -> Dropped | None:
+        """Why a message is not an answer, judged from its header alone; None for a candidate (in a worker thread)."""
+        message = parse(header)
+        values = [str(value) for name in ("To", "Cc") for value in (message.get_all(name) or [])]
+        if not any(address.lower() == self.reply_to for _, address in email.utils.getaddresses(values)):
+            return Dropped(_NOT_OURS)
+        read = self.ingestion.read(header)
+        return read if isinstance(read, Dropped) else None
 
-    async def _delete(self, imap: Any, uid: int) -> None:
-        await self._call(imap.add_flags, [uid], [b"\\Deleted"], True)
+    async def _delete(self, imap: Any, validity: int, uid: int) -> None:
         if imap.has_capability("UIDPLUS"):
+            await self._call(imap.add_flags, [uid], [b"\\Deleted"], True)
             await self._call(imap.uid_expunge, [uid])
-        # Without UIDPLUS a plain EXPUNGE would also remove what others marked deleted: the flag is left for them.
+            return
+        trash = await self._call(_trash, imap) if imap.has_capability("MOVE") else None
+        if trash is not None and trash != self.account.folder:
+            await self._call(imap.move, [uid], trash)
+            return
+        await self._call(imap.add_flags, [uid], [b"\\Deleted"], True)
+        self._flagged.add((validity, uid))
+
+    async def _expunge_ours(self, imap: Any, validity: int) -> None:
+        """A plain EXPUNGE, only when every \\Deleted message in the folder is one of ours (it would take them all)."""
+        self._flagged = {key for key in self._flagged if key[0] == validity}
+        if not self._flagged:
+            return
+        deleted = {(validity, int(uid)) for uid in await self._call(imap.search, ["DELETED"])}
+        if deleted <= self._flagged:
+            await self._call(imap.expunge)
+            self._flagged -= deleted
 
     async def _wait(self, imap: Any) -> None:
         if not imap.has_capability("IDLE"):
@@ -204,6 +255,12 @@ class Collector:
                     break
         finally:
             await self._call(imap.idle_done)
+
+
+def _trash(imap: Any) -> str | None:
+    """The Trash folder: the one marked \\Trash (RFC 6154), else one of the usual names; None if there is none."""
+    found = imap.find_special_folder(b"\\Trash")
+    return str(found) if found else None
 
 
 def _logout(imap: Any) -> None:

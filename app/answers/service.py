@@ -60,11 +60,13 @@ class Answers:
                 host=settings.imap_host, username=settings.imap_username,
                 password=settings.imap_password.get_secret_value(), port=settings.imap_port,
                 security=settings.imap_security, folder=settings.imap_folder,
-                poll_seconds=settings.imap_poll_seconds, ca_file=settings.smtp_ca_file,
+                poll_seconds=settings.imap_poll_seconds, ca_file=settings.imap_ca_file,
             )
             self.collector = Collector(account, self.reply_to, self.ingestion, send)
             self._tasks.append(asyncio.create_task(self.collector.run(), name="tipbox-answers-collector"))
         self._tasks.append(asyncio.create_task(self._purge(), name="tipbox-answers-purge"))
+        for task in self._tasks:
+            task.add_done_callback(_ended)
 
     async def _purge(self) -> None:
         while True:
@@ -80,8 +82,14 @@ class Answers:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(Exception, asyncio.CancelledError):  # _ended has said why it stopped
                 await task
         self._tasks.clear()
         self.bound.close()
         await self.store.close()
+
+
+def _ended(task: asyncio.Task[None]) -> None:
+    """A background task never ends but by being stopped: if one does, say so (the type only: no content)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.error("answers: %s stopped (%s); restart the service", task.get_name(), type(exc).__name__)
