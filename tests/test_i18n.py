@@ -9,7 +9,7 @@ import pytest
 from babel.messages.pofile import read_po
 
 from app import i18n
-from app.answers.ingest import FILES_NOT_PASSED_ON
+from app.mail import FILES_NOT_PASSED_ON
 
 OFFERED = ("vi", "hmn")
 
