@@ -9,16 +9,16 @@ lie in the mdat that follows its moof, after the run before it: no byte is used 
 larger than the input's audio and its tables.
 
 Memory: the tables are arrays of 32-bit values, and a file holds at most one sample per `_FILE_BYTES_PER_SAMPLE`
-bytes (recorders write 16 and more: a size and a duration in the run, and the audio itself), so a run declaring
-millions of samples of a default size cannot make tables many times the file's size.
+bytes (recorders write 16 and more: a size and a duration in the run, the audio, a moof a second), so a run that
+declares millions of samples of a default size cannot make tables many times the file's size.
 """
 
 from __future__ import annotations
 
 import itertools
+import operator
 import struct
 from array import array
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from app.attachments._common import MAX_SECONDS, Unclean
@@ -30,7 +30,7 @@ _EMPTY, _BASE_IS_MOOF = 0x10000, 0x20000
 # trun flags: a data offset, the first sample's flags, then each sample's duration, size, flags, composition offset
 _DATA_OFFSET, _FIRST_FLAGS = 0x1, 0x4
 _PER_SAMPLE = (0x100, 0x200, 0x400, 0x800)
-_FILE_BYTES_PER_SAMPLE = 8
+_FILE_BYTES_PER_SAMPLE = 12
 
 
 @dataclass
@@ -159,7 +159,10 @@ class _Reader:
         if out.duration > self.longest:
             raise Unclean("too long")
         _add_durations(out.stts, durations, count)
-        out.sizes.extend(sizes)
+        if out.sizes:
+            out.sizes.extend(sizes)
+        else:  # the one run of most fragments: not copied
+            out.sizes = sizes
         out.offsets.append(position)
         out.lengths.append(length)
         if not out.stsc or out.stsc[-2] != count:
@@ -168,16 +171,17 @@ class _Reader:
 
 
 def _add_durations(stts: array[int], durations: array[int] | int, count: int) -> None:
-    """The run's durations appended to the (count, delta) pairs, equal neighbours merged."""
-    runs: Iterable[tuple[int, int]]
+    """The run's durations appended to the (count, delta) pairs, equal neighbours merged; in C, not per sample."""
     if isinstance(durations, int):
-        runs = [(durations, count)]
-    elif min(durations) == max(durations):  # as recorders write them, but for the last sample
-        runs = [(durations[0], count)]
-    else:
-        runs = ((delta, sum(1 for _ in group)) for delta, group in itertools.groupby(durations))
-    for delta, same in runs:
-        if stts and stts[-1] == delta:
-            stts[-2] += same
-        else:
-            stts.extend((same, delta))
+        starts, deltas = array("I", [0]), array("I", [durations])
+    else:  # where a duration differs from the one before it (recorders: only the last sample of a fragment)
+        changes = itertools.compress(itertools.count(1), map(operator.ne, durations[1:], durations[:-1]))
+        starts = array("I", itertools.chain((0,), changes))
+        deltas = array("I", map(durations.__getitem__, starts))
+    counts = array("I", map(operator.sub, itertools.chain(itertools.islice(starts, 1, None), (count,)), starts))
+    if stts and stts[-1] == deltas[0]:
+        stts[-2] += counts[0]
+        counts, deltas = counts[1:], deltas[1:]
+    pairs = array("I", bytes(8 * len(counts)))
+    pairs[0::2], pairs[1::2] = counts, deltas
+    stts.extend(pairs)
