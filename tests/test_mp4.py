@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import tracemalloc
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -239,7 +240,11 @@ def test_a_fragmented_file_that_lies_about_its_samples_is_refused(
 
 def test_a_fragmented_file_built_to_blow_up_its_tables_stays_near_its_size() -> None:
     data = hostile.m4a_fragmented_samples(200_000)  # one run of 200 000 four-byte samples, durations alternating
+    tracemalloc.start()
     cleaned = clean_one(data).data
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < attachments.audio_cost("m4a", len(data)) - attachments.audio_cost("m4a", 0)  # what M4A reserves
     assert len(cleaned) < 1.5 * len(data)  # each sample's duration (in stts) and size (stsz): 16 bytes for 12
     # A run that declares more samples than its file could hold is refused before any table is made.
     many = hostile.first_fragment_with(hostile.m4a_fragmented_samples(100, sample_size=100), b"trun", 4, 1000)
