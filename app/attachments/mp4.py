@@ -1,9 +1,10 @@
 """MP4 / M4A / 3GP voice notes: a whitelist re-muxer that writes every kept box from its parsed fields.
 
 The first sound track is read: its timescales and durations, its edit list, its sample entry (`configs`) and its
-sample tables; the chunks they point at are copied into a new ftyp + moov + mdat file. Nothing is copied as a block
-of bytes but the audio frames: udta (©xyz location, ©too, ©mak...), meta, uuid, sgpd/sdtp, children nested in a
-sample entry, bytes appended to a box, other tracks, creation times and everything between the chunks are left
+sample tables (a fragmented file's, as MediaRecorder writes it, from its fragments: `fragments`); the chunks they
+point at are copied into a new ftyp + moov + mdat file. Nothing is copied as a block of bytes but the audio frames:
+udta (©xyz location, ©too, ©mak...), meta, uuid, sgpd/sdtp, children nested in a sample entry, bytes appended to a
+box, other tracks, creation times and everything between the chunks are left
 behind. The after-cleaning check cleans the output again and requires the same bytes.
 
 Memory: the tables are held as arrays of 32-bit values (never one Python object per sample or chunk), so a file's
