@@ -175,7 +175,8 @@ def _add_durations(stts: array[int], durations: array[int] | int, count: int) ->
     if isinstance(durations, int):
         starts, deltas = array("I", [0]), array("I", [durations])
     else:  # where a duration differs from the one before it (recorders: only the last sample of a fragment)
-        changes = itertools.compress(itertools.count(1), map(operator.ne, durations[1:], durations[:-1]))
+        changed = map(operator.ne, itertools.islice(durations, 1, None), durations)
+        changes = itertools.compress(itertools.count(1), changed)
         starts = array("I", itertools.chain((0,), changes))
         deltas = array("I", map(durations.__getitem__, starts))
     counts = array("I", map(operator.sub, itertools.chain(itertools.islice(starts, 1, None), (count,)), starts))
