@@ -250,3 +250,23 @@ def test_a_fragmented_file_built_to_blow_up_its_tables_stays_near_its_size() -> 
     many = hostile.first_fragment_with(hostile.m4a_fragmented_samples(100, sample_size=100), b"trun", 4, 1000)
     with pytest.raises(Unclean, match="more samples than the file holds"):
         mp4.remux(many)
+
+
+def test_a_fragmented_files_encoder_delay_is_kept_to_the_end_of_its_samples() -> None:
+    original = media.mp4_fragmented("aac", True)
+    elst = hostile.box(b"elst", bytes(4), struct.pack(">IIiI", 1, 0, 1024, 0x10000))  # "to the end", after 1024
+    delayed = hostile.mp4_grown(original, [b"moov", b"trak"], hostile.box(b"edts", elst))
+    cleaned = clean_one(delayed).data
+    mvhd = cleaned.find(b"mvhd") + 4
+    timescale, movie_duration = struct.unpack_from(">II", cleaned, mvhd + 12)
+    mdhd = cleaned.find(b"mdhd") + 4
+    rate, samples = struct.unpack_from(">II", cleaned, mdhd + 12)
+    edit = cleaned.find(b"elst") + 4
+    assert struct.unpack_from(">IIiI", cleaned, edit + 4) == (
+        1,
+        movie_duration - 1024 * timescale // rate,
+        1024,
+        0x10000,
+    )
+    assert movie_duration == samples * timescale // rate
+    assert media.decoded_seconds(cleaned) == pytest.approx(media.decoded_seconds(original) - 1024 / rate, abs=0.01)

@@ -4,8 +4,8 @@ The first sound track is read: its timescales and durations, its edit list, its 
 sample tables (a fragmented file's, as MediaRecorder writes it, from its fragments: `fragments`); the chunks they
 point at are copied into a new ftyp + moov + mdat file. Nothing is copied as a block of bytes but the audio frames:
 udta (©xyz location, ©too, ©mak...), meta, uuid, sgpd/sdtp, children nested in a sample entry, bytes appended to a
-box, other tracks, creation times and everything between the chunks are left
-behind. The after-cleaning check cleans the output again and requires the same bytes.
+box, other tracks, creation times and everything between the chunks are left behind. The after-cleaning check
+cleans the output again and requires the same bytes.
 
 Memory: the tables are held as arrays of 32-bit values (never one Python object per sample or chunk), so a file's
 tables take about what they take in the file (`app.attachments.audio_cost`).
@@ -96,7 +96,7 @@ def _read(data: bytes) -> tuple[bytes, tuple[int, int], _Track]:
         raise Unclean("no moov")
     found = children(data, *moov)
     mvex = found.get(b"mvex")
-    if b"mvhd" not in found or (fragmented and mvex is None) or (mvex is None and len(mdats) > _MAX_BOXES):
+    if b"mvhd" not in found or (fragmented and mvex is None) or (not fragmented and len(mdats) > _MAX_BOXES):
         raise Unclean("no movie header, fragments without their defaults, or too many mdat boxes")
     mvhd = data[slice(*found[b"mvhd"])]
     _, at, duration = _times(mvhd, (100, 112))
@@ -104,7 +104,7 @@ def _read(data: bytes) -> tuple[bytes, tuple[int, int], _Track]:
     traks = ((start, end) for kind, start, end in boxes(data, *moov) if kind == b"trak")
     heads = [children(data, *trak) for trak in itertools.islice(traks, _MAX_BOXES)]
     reader: _Fragments | None = None
-    if mvex is not None:  # the samples are in the movie fragments (MediaRecorder's MP4): see `fragments`
+    if fragmented and mvex is not None:  # the samples are in movie fragments (MediaRecorder's MP4): `fragments`
         ids = {_track_id(data, trak) for trak in heads}
         reader = lambda track, scale: fragments.read(data, mvex, track, ids - {track}, scale)  # noqa: E731
     tracks = (_read_track(data, trak, mdats, timescale, reader) for trak in heads)
@@ -157,15 +157,13 @@ def _read_track(
     if read is not None:
         if count:
             raise Unclean("samples in the moov of a fragmented file")
-        samples = read(_track_id(data, trak), timescale)
-        movie_duration = samples.duration * movie // timescale
-        edits = _fragment_edits(edits, samples.duration, movie_duration, timescale, movie)
-        found = (samples.stts, samples.stsc, 0, samples.sizes, samples.offsets, samples.lengths)
-        duration, count = samples.duration, len(samples.sizes)
-    if count > _MAX_RATE * (duration // timescale + 1):
-        raise Unclean("more samples than the duration holds")
-    if read is not None:
-        return _Track(timescale, duration, movie_duration, edits, entry, *found)
+        found = read(_track_id(data, trak), timescale)
+        _check_rate(len(found.sizes), found.duration, timescale)
+        movie_duration = found.duration * movie // timescale
+        edits = _fragment_edits(edits, found.duration, movie_duration, timescale, movie)
+        tables = (found.stts, found.stsc, 0, found.sizes, found.offsets, found.lengths)
+        return _Track(timescale, found.duration, movie_duration, edits, entry, *tables)
+    _check_rate(count, duration, timescale)
     sizes: array[int] | int = count if constant else u32s(data, stbl[b"stsz"][0] + 12, count, stbl[b"stsz"][1])
     if b"stco" in stbl:
         offsets = _table(data, stbl[b"stco"], 1)
@@ -179,6 +177,11 @@ def _read_track(
     _check_chunks(offsets, lengths, mdats)
     stts = _table(data, stbl[b"stts"], 2)
     return _Track(timescale, duration, movie_duration, edits, entry, stts, stsc, constant, sizes, offsets, lengths)
+
+
+def _check_rate(count: int, duration: int, timescale: int) -> None:
+    if count > _MAX_RATE * (duration // timescale + 1):
+        raise Unclean("more samples than the duration holds")
 
 
 def _fragment_edits(
