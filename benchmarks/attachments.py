@@ -1,7 +1,7 @@
 """Attachments (issues 3 and 15): cleaning one file, and the service under 20 phones uploading at once.
 
 Run as `.venv/bin/python benchmarks/attachments.py [--runs N] [--requests 20] [--only cleaning|service]
-[--out FILE]`.
+[--case TEXT] [--out FILE]`.
 
 Cleaning: inputs are generated here: phone-like files (a 12 MP JPEG with EXIF/GPS and orientation 6, a 48 MP
 JPEG, a 12 MP HEIC, 5 minutes of AAC/MP3/Opus), the worst file each format accepts (at its pixel cap, or tables,
@@ -61,10 +61,13 @@ def photo(width: int, height: int, fmt: str) -> bytes:
     return out.getvalue()
 
 
-def recording(fmt: str, codec: str, rate: int, seconds: float, layout: str) -> bytes:
+def recording(fmt: str, codec: str, rate: int, seconds: float, layout: str, fragments: bool = False) -> bytes:
+    """With `fragments`, a fragment a second, placed from its moof: MP4 as MediaRecorder writes it."""
     from tests import media
 
-    return media.encode(fmt, codec, rate, seconds, metadata={"title": "benchmark"}, layout=layout)
+    options = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000"}
+    tags = {"title": "benchmark"}
+    return media.encode(fmt, codec, rate, seconds, metadata=tags, layout=layout, options=options if fragments else {})
 
 
 def flat(mode: str, size: tuple[int, int], fmt: str, **options: object) -> bytes:
@@ -116,6 +119,9 @@ def worst_cases() -> dict[str, Callable[[], bytes]]:
         "PNG palette 4000x3000 (12 MP)": lambda: hostile.png_flat(4000, 3000),
         "WebP RGBA 3000x2000 (6 MP, the WebP cap)": lambda: flat("RGBA", (3000, 2000), "WEBP", lossless=True),
         "M4A, 2.2 million one-byte chunks (19.8 MB)": lambda: hostile.m4a_chunks(2_200_000),
+        "fragmented M4A, one run of 1.64 million 4-byte samples, durations alternating (19.7 MB)": lambda: (
+            hostile.m4a_fragmented_samples(1_640_000)
+        ),
         "Ogg Opus, 520 000 one-byte pages (14.9 MB)": tiny_pages,
         "WebM Opus, 520 000 one-byte blocks (3.6 MB)": tiny_blocks,
         "MP3, 440 000 24-byte frames (10.6 MB)": lambda: (bytes([0xFF, 0xF3, 0x14, 0xC4]) + bytes(20)) * 440_000,
@@ -131,6 +137,9 @@ CASES: dict[str, Callable[[], bytes]] = {
     "48 MP JPEG (8000x6000)": lambda: photo(8000, 6000, "JPEG"),
     "12 MP HEIC (4032x3024)": lambda: photo(4032, 3024, "HEIF"),
     "5 min M4A (AAC 128 kb/s stereo)": lambda: recording("ipod", "aac", 44100, 300, "stereo"),
+    "5 min fragmented M4A (AAC 128 kb/s stereo, as MediaRecorder writes MP4)": lambda: recording(
+        "mp4", "aac", 44100, 300, "stereo", fragments=True
+    ),
     "5 min MP3 (128 kb/s stereo)": lambda: recording("mp3", "libmp3lame", 44100, 300, "stereo"),
     "5 min Ogg Opus": lambda: recording("ogg", "libopus", 48000, 300, "mono"),
     "5 min WebM Opus": lambda: recording("webm", "libopus", 48000, 300, "mono"),
@@ -206,6 +215,7 @@ def main() -> None:
     parser.add_argument("--cpu", type=int, default=min(os.sched_getaffinity(0)))
     parser.add_argument("--requests", type=int, default=20, help="phones uploading at once (20)")
     parser.add_argument("--only", choices=["cleaning", "service"], help="one part only")
+    parser.add_argument("--case", help="only the cleaning cases whose label holds this text")
     parser.add_argument("--out", type=Path, default=OUT, help=f"where the figures go as JSON ({OUT})")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -216,7 +226,8 @@ def main() -> None:
     cleaning: list[str] = []
     service: list[str] = []
     if args.only != "service":
-        made = {label: make() for label, make in {**CASES, **worst_cases()}.items()}
+        cases = {label: make for label, make in {**CASES, **worst_cases()}.items() if (args.case or "") in label}
+        made = {label: make() for label, make in cases.items()}
         cleaning = clean_cases(made, args.runs, args.cpu, results)
     if args.only != "cleaning":
         photo = CASES["12 MP JPEG (4000x3000, orientation 6)"]()

@@ -20,9 +20,10 @@
   var QUALITY = 0.8;
   var MARGIN = 500; // ms past the minimum fill time, for the time the request takes to leave
   var MAX_SECONDS = 300;
-  // What the server cleans (app/attachments): WebM or Ogg with Opus. Not MP4: MediaRecorder writes fragmented MP4,
-  // which the server refuses; a browser that records only MP4 keeps the file input.
-  var RECORDINGS = [["audio/webm;codecs=opus", "webm"], ["audio/webm", "webm"], ["audio/ogg;codecs=opus", "ogg"]];
+  // What the server cleans (app/attachments), best first: WebM or Ogg with Opus; else MP4 (Safari before iOS 18.4
+  // records nothing else), which MediaRecorder writes fragmented and the server rebuilds as a plain M4A.
+  var RECORDINGS = [["audio/webm;codecs=opus", "webm"], ["audio/webm", "webm"], ["audio/ogg;codecs=opus", "ogg"],
+    ["audio/mp4", "m4a"]];
   // In-app browsers known to refuse the microphone to pages: no "Tap to speak" that cannot work (the user agent is
   // read here, on the phone, and sent nowhere). Any other refusal is handled when it comes.
   var NO_MICROPHONE = / Zalo[\/ ]/;

@@ -158,3 +158,55 @@ def webm_grown(data: bytes, path: list[int], extra: bytes) -> bytes:
         assert grown < (1 << (7 * length)) - 1, "no room in the size field"
         out[at : at + length] = ((1 << (7 * length)) | grown).to_bytes(length, "big")
     return bytes(out)
+
+
+def m4a_fragmented_samples(samples: int, varied: bool = True, sample_size: int = 4) -> bytes:
+    """A fragmented AAC M4A of one fragment whose one run holds `samples` samples of `sample_size` bytes (the
+    fewest a file may have: 12 bytes a sample with its duration and size in the run), each with its own size
+    and (with `varied`) durations alternating 200 and 201 (at 44.1 kHz, within the 400 samples a second allowed),
+    so that no table can be shortened: the most tables a fragmented file's bytes can make."""
+    ftyp = box(b"ftyp", b"iso5\0\0\0\0iso5iso6mp41")
+    full = bytes(4)
+    empty = [box(kind, full, bytes(4)) for kind in (b"stts", b"stsc", b"stco")]
+    stbl = box(b"stbl", box(b"stsd", full, struct.pack(">I", 1), aac_sample_entry()), *empty, box(b"stsz", bytes(12)))
+    minf = box(b"minf", box(b"smhd", bytes(8)), stbl)
+    mdhd = box(b"mdhd", full, bytes(8), struct.pack(">II", 44100, 0), b"\x55\xc4\0\0")
+    mdia = box(b"mdia", mdhd, box(b"hdlr", bytes(8), b"soun", bytes(13)), minf)
+    tkhd = box(b"tkhd", b"\0\0\0\x03", bytes(8), struct.pack(">I", 1), bytes(68))
+    mvex = box(b"mvex", box(b"trex", full, struct.pack(">IIIII", 1, 1, 1024, 1, 0)))
+    mvhd = box(b"mvhd", full, bytes(8), struct.pack(">II", 1000, 0), bytes(80))
+    moov = box(b"moov", mvhd, box(b"trak", tkhd, mdia), mvex)
+    durations = [200, 201] * (samples // 2) + [200] * (samples % 2) if varied else [200] * samples
+    table = struct.pack(f">{2 * samples}I", *(value for duration in durations for value in (duration, sample_size)))
+    tfhd = box(b"tfhd", b"\0\x02\0\0", struct.pack(">I", 1))  # default-base-is-moof
+
+    def fragment(offset: int) -> bytes:
+        trun = box(b"trun", b"\0\0\x03\x01", struct.pack(">Ii", samples, offset), table)
+        return box(b"moof", box(b"mfhd", full, struct.pack(">I", 1)), box(b"traf", tfhd, trun))
+
+    moof = fragment(len(fragment(0)) + 8)
+    return ftyp + moov + moof + box(b"mdat", bytes(samples * sample_size))
+
+
+def fragment_grown(data: bytes, path: list[bytes], extra: bytes) -> bytes:
+    """`extra` appended inside the box at `path` of the first fragment (`path` starts at its moof) of a file whose
+    runs are placed from their moof (tests.media.mp4_fragmented(base_moof=True)), the runs' data offsets moved to
+    match."""
+    out = bytearray(mp4_grown(data, path, extra))
+    moof = out.find(b"moof") - 4
+    end = moof + int.from_bytes(out[moof : moof + 4], "big")
+    pos = out.find(b"trun", moof)
+    while 0 < pos < end:
+        if out[pos + 7] & 1:  # a data offset
+            offset = struct.unpack_from(">i", out, pos + 12)[0]
+            struct.pack_into(">i", out, pos + 12, offset + len(extra))
+        pos = out.find(b"trun", pos + 4)
+    return bytes(out)
+
+
+def first_fragment_with(data: bytes, kind: bytes, at: int, value: int, signed: bool = False) -> bytes:
+    """The file with the 32-bit field `at` bytes into the first `kind` box's payload (tfhd, trun) set to `value`."""
+    out = bytearray(data)
+    pos = out.find(kind, out.find(b"moof")) + 4
+    struct.pack_into(">i" if signed else ">I", out, pos + at, value)
+    return bytes(out)

@@ -302,8 +302,13 @@ def mp4_with_video() -> bytes:
 
 
 @cache
-def mp4_fragmented() -> bytes:
-    return encode("mp4", "aac", 44100, 1.0, options={"movflags": "frag_keyframe+empty_moov"})
+def mp4_fragmented(codec: str = "aac", base_moof: bool = False) -> bytes:
+    """AAC (or "libopus") in fragmented MP4, as MediaRecorder writes audio/mp4, with tags in the moov: a fragment
+    every 0.3 s, its samples placed from the file's start (FFmpeg's default) or, with `base_moof`, from their
+    moof (as Chromium does)."""
+    flags = "frag_keyframe+empty_moov" + ("+default_base_moof" if base_moof else "")
+    rate = 48000 if codec == "libopus" else 44100
+    return encode("mp4", codec, rate, 1.0, metadata=_TAGS, options={"movflags": flags, "frag_duration": "300000"})
 
 
 @cache

@@ -14,6 +14,7 @@ from typing import Any
 
 import av
 import pytest
+from mutagen.mp4 import MP4
 
 from app.attachments import Upload, clean
 from tests import media, phones
@@ -164,11 +165,6 @@ def test_nothing_at_all_is_still_refused(browser: Any, service: Service) -> None
     device.context.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/attachments/mp4.py refuses fragmented MP4, which is what MediaRecorder writes as MP4 (Chromium, "
-    "Safari); static/tipbox.js records WebM or Ogg until it does",
-)
 def test_what_chromium_records_as_mp4_is_cleaned(browser: Any, service: Service) -> None:
     device = phone(browser, service, js=True, user_agent=CHROME_UA)
     page = device.page
@@ -184,4 +180,41 @@ def test_what_chromium_records_as_mp4_is_cleaned(browser: Any, service: Service)
     )
     device.context.close()
     (cleaned,) = clean([Upload("voice", bytes(recorded))], max_files=5, max_bytes=20_000_000)
+    assert bytes(recorded).count(b"moof") >= 2  # fragmented, as MediaRecorder writes MP4
     assert cleaned.filename == "voice-1.m4a" and media.decoded_seconds(cleaned.data) >= 1.5
+    assert b"moof" not in cleaned.data and mp4_boxes(cleaned.data) == [b"ftyp", b"moov", b"mdat"]
+
+
+# Safari before iOS 18.4: MediaRecorder makes MP4 and nothing else.
+ONLY_MP4 = """(() => { const supported = MediaRecorder.isTypeSupported.bind(MediaRecorder);
+    MediaRecorder.isTypeSupported = type => type.startsWith('audio/mp4') && supported(type); })()"""
+
+
+def test_a_browser_that_records_only_mp4_sends_a_cleaned_m4a(browser: Any, service: Service) -> None:
+    device = phone(browser, service, js=True, user_agent=CHROME_UA)
+    page = device.page
+    page.add_init_script(ONLY_MP4)
+    page.goto(service.url + "/")
+    phones.tap_category(page, "smuggling")
+    record(page, 2)
+    page.locator("#rec-stop").tap()
+    page.wait_for_selector("#voice-list li")
+    chosen = page.evaluate("() => { const f = document.getElementById('voice').files[0]; return [f.type, f.name]; }")
+    assert chosen[0].startswith("audio/mp4") and chosen[1] == "voice.m4a"
+    phones.send(page)
+    (note,) = voice_notes(phones.message_for(service, page.locator("#receipt").inner_text()))
+    filename, content_type, data = note
+    assert (filename, content_type) == ("voice-1.m4a", "audio/mp4")
+    assert b"moof" not in data and 1.5 <= media.decoded_seconds(data) <= 30
+    parsed = MP4(io.BytesIO(data))
+    assert parsed.info.length >= 1.5 and not parsed.tags
+    same_origin_only(device, service)
+    device.context.close()
+
+
+def mp4_boxes(data: bytes) -> list[bytes]:
+    kinds, pos = [], 0
+    while pos < len(data):
+        kinds.append(data[pos + 4 : pos + 8])
+        pos += int.from_bytes(data[pos : pos + 4], "big")
+    return kinds

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
 from collections.abc import Iterator
 
 from app.attachments._common import Unclean
@@ -36,6 +38,17 @@ def children(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int]]:
     for kind, payload, box_end in boxes(data, start, end):
         found.setdefault(kind, (payload, box_end))
     return found
+
+
+def u32s(data: bytes, start: int, count: int, end: int) -> array[int]:
+    """`count` big-endian 32-bit values at data[start:], within `end`, as an array (4 bytes each, no Python ints)."""
+    if count < 0 or start + 4 * count > end:
+        raise Unclean("short table")
+    values = array("I")
+    values.frombytes(memoryview(data)[start : start + 4 * count])
+    if sys.byteorder == "little":
+        values.byteswap()
+    return values
 
 
 def box(kind: bytes, *payload: bytes | bytearray) -> bytes:

@@ -1,10 +1,11 @@
 """MP4 / M4A / 3GP voice notes: a whitelist re-muxer that writes every kept box from its parsed fields.
 
 The first sound track is read: its timescales and durations, its edit list, its sample entry (`configs`) and its
-sample tables; the chunks they point at are copied into a new ftyp + moov + mdat file. Nothing is copied as a block
-of bytes but the audio frames: udta (©xyz location, ©too, ©mak...), meta, uuid, sgpd/sdtp, children nested in a
-sample entry, bytes appended to a box, other tracks, creation times and everything between the chunks are left
-behind. The after-cleaning check cleans the output again and requires the same bytes.
+sample tables (a fragmented file's, as MediaRecorder writes it, from its fragments: `fragments`); the chunks they
+point at are copied into a new ftyp + moov + mdat file. Nothing is copied as a block of bytes but the audio frames:
+udta (©xyz location, ©too, ©mak...), meta, uuid, sgpd/sdtp, children nested in a sample entry, bytes appended to a
+box, other tracks, creation times and everything between the chunks are left behind. The after-cleaning check
+cleans the output again and requires the same bytes.
 
 Memory: the tables are held as arrays of 32-bit values (never one Python object per sample or chunk), so a file's
 tables take about what they take in the file (`app.attachments.audio_cost`).
@@ -17,13 +18,13 @@ import operator
 import struct
 import sys
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.attachments import configs
+from app.attachments import configs, fragments
 from app.attachments._common import MAX_SECONDS, Unclean, checked, settled
-from app.attachments.boxes import box, boxes, children, full
+from app.attachments.boxes import box, boxes, children, full, u32s
 
-_FRAGMENTED = {b"moof", b"mfra", b"mvex", b"sidx", b"styp", b"ssix"}
 _MAX_BOXES = 64  # mdat boxes or tracks: a recorder writes one or two; a hostile file millions (memory)
 _MAX_RATE = 400  # samples a second at most: Opus's shortest frame is 2.5 ms (AAC's are 21 ms, AMR's 20 ms)
 _UNITY = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
@@ -54,24 +55,13 @@ def clean_m4a(data: bytes) -> bytes:
     return checked(settled(remux, data), "mp4")
 
 
-def _u32s(data: bytes, start: int, count: int, end: int) -> array[int]:
-    """`count` big-endian 32-bit values at data[start:], within `end`, as an array (4 bytes each, no Python ints)."""
-    if count < 0 or start + 4 * count > end:
-        raise Unclean("short table")
-    values = array("I")
-    values.frombytes(memoryview(data)[start : start + 4 * count])
-    if sys.byteorder == "little":
-        values.byteswap()
-    return values
-
-
 def _table(data: bytes, where: tuple[int, int], width: int, header: int = 8) -> array[int]:
     """A full box's table: its count (the 32 bits before `header`) times `width` 32-bit values."""
     start, end = where
     if end - start < header:
         raise Unclean("short table")
     count = int.from_bytes(data[start + header - 4 : start + header], "big")
-    return _u32s(data, start + header, count * width, end)
+    return u32s(data, start + header, count * width, end)
 
 
 def _be(values: array[int]) -> bytes:
@@ -93,36 +83,54 @@ def _times(payload: bytes, need: tuple[int, int]) -> tuple[int, int, int]:
 def _read(data: bytes) -> tuple[bytes, tuple[int, int], _Track]:
     moov: tuple[int, int] | None = None
     mdats: list[tuple[int, int]] = []
+    fragmented = False
     for kind, start, end in boxes(data, 0, len(data)):
-        if kind in _FRAGMENTED:
-            raise Unclean("fragmented MP4")
         if kind == b"moov":
             if moov is not None:
                 raise Unclean("two moov boxes")
             moov = (start, end)
-        elif kind == b"mdat":
+        elif kind == b"mdat" and len(mdats) <= _MAX_BOXES:
             mdats.append((start, end))
-            if len(mdats) > _MAX_BOXES:
-                raise Unclean("too many mdat boxes")
+        fragmented = fragmented or kind == b"moof"
     if moov is None:
         raise Unclean("no moov")
     found = children(data, *moov)
-    if _FRAGMENTED & set(found) or b"mvhd" not in found:
-        raise Unclean("fragmented MP4, or no movie header")
+    mvex = found.get(b"mvex")
+    if b"mvhd" not in found or (fragmented and mvex is None) or (not fragmented and len(mdats) > _MAX_BOXES):
+        raise Unclean("no movie header, fragments without their defaults, or too many mdat boxes")
     mvhd = data[slice(*found[b"mvhd"])]
     _, at, duration = _times(mvhd, (100, 112))
     timescale = int.from_bytes(mvhd[at : at + 4], "big")
     traks = ((start, end) for kind, start, end in boxes(data, *moov) if kind == b"trak")
-    tracks = (_read_track(data, *trak, mdats) for trak in itertools.islice(traks, _MAX_BOXES))
+    heads = [children(data, *trak) for trak in itertools.islice(traks, _MAX_BOXES)]
+    reader: _Fragments | None = None
+    if fragmented and mvex is not None:  # the samples are in movie fragments (MediaRecorder's MP4): `fragments`
+        ids = {_track_id(data, trak) for trak in heads}
+        reader = lambda track, scale: fragments.read(data, mvex, track, ids - {track}, scale)  # noqa: E731
+    tracks = (_read_track(data, trak, mdats, timescale, reader) for trak in heads)
     track = next((track for track in tracks if track is not None), None)
     if track is None or not timescale:
         raise Unclean("no audio track")
+    if reader is not None:
+        duration = track.movie_duration
     return b"3gp4" if data[8:11] == b"3gp" else b"M4A ", (timescale, duration), track
 
 
-def _read_track(data: bytes, start: int, end: int, mdats: list[tuple[int, int]]) -> _Track | None:
+_Fragments = Callable[[int, int], fragments.Samples]  # (track ID, media timescale) -> its samples
+
+
+def _track_id(data: bytes, trak: dict[bytes, tuple[int, int]]) -> int:
+    if b"tkhd" not in trak:
+        raise Unclean("no track header")
+    tkhd = data[slice(*trak[b"tkhd"])]
+    _, at, _ = _times(tkhd, (84, 96))
+    return int.from_bytes(tkhd[at : at + 4], "big")
+
+
+def _read_track(
+    data: bytes, trak: dict[bytes, tuple[int, int]], mdats: list[tuple[int, int]], movie: int, read: _Fragments | None
+) -> _Track | None:
     """A sound track's fields, tables and chunks; None for any other track (video, text, timed metadata)."""
-    trak = children(data, start, end)
     mdia = children(data, *trak[b"mdia"]) if b"mdia" in trak else {}
     if b"hdlr" not in mdia or data[mdia[b"hdlr"][0] + 8 : mdia[b"hdlr"][0] + 12] != b"soun":
         return None
@@ -145,9 +153,18 @@ def _read_track(data: bytes, start: int, end: int, mdats: list[tuple[int, int]])
         raise Unclean("incomplete sample table")
     entry = configs.sample_entry(data[slice(*stbl[b"stsd"])])
     constant, count = struct.unpack_from(">II", data, stbl[b"stsz"][0] + 4)
-    if count > _MAX_RATE * (duration // timescale + 1):
-        raise Unclean("more samples than the duration holds")
-    sizes: array[int] | int = count if constant else _u32s(data, stbl[b"stsz"][0] + 12, count, stbl[b"stsz"][1])
+    edits = _edits(data, trak.get(b"edts"))
+    if read is not None:
+        if count:
+            raise Unclean("samples in the moov of a fragmented file")
+        found = read(_track_id(data, trak), timescale)
+        _check_rate(len(found.sizes), found.duration, timescale)
+        movie_duration = found.duration * movie // timescale
+        edits = _fragment_edits(edits, found.duration, movie_duration, timescale, movie)
+        tables = (found.stts, found.stsc, 0, found.sizes, found.offsets, found.lengths)
+        return _Track(timescale, found.duration, movie_duration, edits, entry, *tables)
+    _check_rate(count, duration, timescale)
+    sizes: array[int] | int = count if constant else u32s(data, stbl[b"stsz"][0] + 12, count, stbl[b"stsz"][1])
     if b"stco" in stbl:
         offsets = _table(data, stbl[b"stco"], 1)
     else:
@@ -158,9 +175,23 @@ def _read_track(data: bytes, start: int, end: int, mdats: list[tuple[int, int]])
     stsc = _table(data, stbl[b"stsc"], 3)
     lengths = _lengths(len(offsets), stsc, constant, sizes)
     _check_chunks(offsets, lengths, mdats)
-    edits = _edits(data, trak.get(b"edts"))
     stts = _table(data, stbl[b"stts"], 2)
     return _Track(timescale, duration, movie_duration, edits, entry, stts, stsc, constant, sizes, offsets, lengths)
+
+
+def _check_rate(count: int, duration: int, timescale: int) -> None:
+    if count > _MAX_RATE * (duration // timescale + 1):
+        raise Unclean("more samples than the duration holds")
+
+
+def _fragment_edits(
+    edits: list[tuple[int, int, int]], duration: int, movie_duration: int, timescale: int, movie: int
+) -> list[tuple[int, int, int]]:
+    """A fragmented file's edit list, for the plain file: its one edit that skips the encoder's delay, lasting to
+    the end of the samples now known (a fragmented file's own may say 0, "to the end"); any other is dropped."""
+    if len(edits) != 1 or not 0 <= edits[0][1] < duration or edits[0][2] != 0x10000:
+        return []
+    return [(movie_duration - edits[0][1] * movie // timescale, edits[0][1], 0x10000)]
 
 
 def _edits(data: bytes, edts: tuple[int, int] | None) -> list[tuple[int, int, int]]:
