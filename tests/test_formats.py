@@ -25,6 +25,12 @@ def test_sniff_reads_the_type_from_the_bytes(make: Callable[[], bytes], expected
     assert sniff(make()) == expected
 
 
+@pytest.mark.parametrize("brands", [b"cmfc\0\0\0\0iso6cmfc", b"abcd\0\0\0\0abcdiso6"], ids=["cmaf", "compatible"])
+def test_sniff_takes_a_browsers_mp4_recording_by_its_brands(brands: bytes) -> None:
+    """MediaRecorder's audio/mp4 may carry CMAF's brand, or one we do not know that is compatible with ISO's."""
+    assert sniff((8 + len(brands)).to_bytes(4, "big") + b"ftyp" + brands) == "m4a"
+
+
 @pytest.mark.parametrize(
     "data",
     [

@@ -22,8 +22,8 @@ FORMATS: dict[str, tuple[Kind, str, str]] = {
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1", b"mif2"}
 _MP4_BRANDS = {
     b"M4A ", b"M4B ", b"M4V ", b"mp41", b"mp42", b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"qt  ", b"MSNV",
-    b"dash", b"avc1", b"f4a ", b"f4v ",
-}  # fmt: skip
+    b"dash", b"avc1", b"f4a ", b"f4v ", b"iso3", b"iso7", b"iso8", b"iso9", b"cmfc", b"cmf2", b"mp71",
+}  # fmt: skip  (CMAF's cmfc/cmf2 and the later isoN: what a browser's MediaRecorder may write as audio/mp4)
 
 
 def sniff(data: bytes) -> str | None:
@@ -58,6 +58,6 @@ def _sniff_ftyp(data: bytes) -> str | None:
         return "heif" if brands & {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis"} else None
     if major.startswith(b"3g"):
         return "3gp"
-    if major in _MP4_BRANDS:
+    if major in _MP4_BRANDS or brands & _MP4_BRANDS:  # an unknown major brand, compatible with one we know
         return "m4a"
     return None
