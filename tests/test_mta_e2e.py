@@ -298,14 +298,14 @@ def test_a_postfix_with_a_lower_limit_stops_check_and_serve_naming_both_numbers(
 
 
 def test_bounces_and_postmaster_mail_reach_the_operator(mail_system: MailSystem, ca: Any) -> None:
-    """The kit's main.cf with `tipbox_operator` set: a tip the provider refuses for good is bounced to tipbox's
+    """The kit's main.cf with `operator_mailbox` set: a tip the provider refuses for good is bounced to tipbox's
     sender (through the provider) and a copy of the notice reaches the operator, as does mail for this machine's
     postmaster; none of it is dropped, and nothing can go to a resident (tipbox has no address of theirs)."""
     provider = Sink().start()  # the smarthost: refuses the tip for good, then takes the bounce for TIPBOX_MAIL_FROM
     provider.handler.script = ["550 5.7.1 refused by the provider"]
     root = Path(tempfile.mkdtemp(prefix="tipbox-mta-operator-", dir="/tmp"))
     system = MailSystem(root, ca, mail_system.postfix, mail_system.dovecot, overrides={
-        "tipbox_operator": OFFICER, "default_transport": "smtp", "relayhost": f"[127.0.0.1]:{provider.port}",
+        "operator_mailbox": OFFICER, "default_transport": "smtp", "relayhost": f"[127.0.0.1]:{provider.port}",
         "smtp_tls_security_level": "none",
     })
     try:
