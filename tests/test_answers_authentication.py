@@ -75,7 +75,14 @@ def test_other_shapes() -> None:
         (GMAIL, True),
         (f"{GOOGLE}; dmarc=pass header.from=post.test", True),
         (f"{GOOGLE}; dkim=pass header.d=post.test", True),
-        (f"{GOOGLE}; dkim=pass header.d=test", True),  # a domain above the From domain signed
+        # A domain above the From domain: DMARC's relaxed alignment judges that (with the public suffix list), not
+        # tipbox: "d=vn" or "d=com.vn" must not vouch for a post's officer.
+        (f"{GOOGLE}; dkim=pass header.d=test", False),
+        (f"{GOOGLE}; dkim=pass header.d=post.test(.attacker.example)", False),  # "Composition Kills": glued comment
+        (f"{GOOGLE}; dkim=pass header.i=@post.test(.attacker.example)", False),
+        (f"{GOOGLE}; dmarc=pass header.from=post.test(.attacker.example)", False),
+        (f'{GOOGLE}; dkim=pass header.d=post.test"x"', False),
+        (f"{GOOGLE}; dkim=pass header.d=post.test\\.attacker.example", False),  # not a plain host name
         (f"{GOOGLE}; dkim=pass header.d=mail.post.test", False),  # below it: not the From domain's
         (f"{GOOGLE}; dkim=pass header.d=evilpost.test", False),
         (f"{GOOGLE}; dkim=fail header.d=post.test; dmarc=fail header.from=post.test", False),

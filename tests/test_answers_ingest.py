@@ -165,3 +165,14 @@ def test_crafted_headers_behind_a_real_thread_id_never_raise(store: SqliteStore)
         )
         raw = (head + "\r\nCảm ơn " + junk() + "\r\n").encode("utf-8", "surrogateescape")
         assert isinstance(asyncio.run(ingestion.take(raw)), Kept | Dropped)
+
+
+@pytest.mark.parametrize(
+    "sender", [b"a@evil.test\r\nFrom: officer@post.test", b"<@post.test>", b"@post.test"],
+    ids=["two From headers", "no local part", "bare domain"],
+)
+def test_a_whole_domain_of_officers_takes_one_real_address_only(store: SqliteStore, sender: bytes) -> None:
+    """With `*@post.test` allowed, a From that is not one address with a local part is nobody's."""
+    raw = _from(replies.gmail(replies.tip(PAIR.public), ANSWER), sender)
+    assert isinstance(asyncio.run(_ingestion(store, ["*@post.test"]).take(raw)), Dropped)
+    assert _read(store) == []

@@ -3,15 +3,21 @@
 Anyone who has seen one tip email can write an officer's address in From. With `TIPBOX_ANSWERS_AUTHSERV_ID` set,
 an answer is kept only if the topmost `Authentication-Results` header (the one the reply mailbox's own server added
 as it received the message; any lower one may have been written by the sender) names that server and says
-`dmarc=pass` for the From domain, or `dkim=pass` for the From domain or a domain above it.
+`dmarc=pass` for the From domain (relaxed alignment, which the server computes with the public suffix list), or
+`dkim=pass` signed by exactly the From domain. A value glued to a comment or a quote (`header.d=post.vn(.evil.com)`,
+"Composition Kills", USENIX Security 2020) and a domain that is not plain letters, digits, hyphens and dots vouch
+for nothing: the signer wrote that value, and the server may echo it as written.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 _SPECIALS = frozenset(';="()')
+_GLUED = "\0"  # stands for a comment or quote that touched the word before it: that word cannot be read
+_DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +75,8 @@ def _tokens(value: str) -> Iterator[str]:
             start = i
             while i < end and not value[i].isspace() and value[i] not in _SPECIALS:
                 i += 1
-            yield value[start:i]
+            glued = i < end and value[i] in '("'
+            yield value[start:i] + (_GLUED if glued else "")
 
 
 def _split(tokens: list[str]) -> list[list[str]]:
@@ -84,7 +91,7 @@ def _split(tokens: list[str]) -> list[list[str]]:
 
 def _text(word: str) -> str | None:
     """A word or a quoted string's text; None for `=`."""
-    if word == "=":
+    if word == "=" or word.endswith(_GLUED):
         return None
     return word[1:] if word.startswith('"') else word
 
@@ -119,12 +126,9 @@ def parse(value: str) -> Results:
 
 
 def _domain(value: str) -> str:
-    return value.rpartition("@")[2].strip().rstrip(".").lower()
-
-
-def _at_or_above(domain: str, sender: str) -> bool:
-    """True if `domain` is `sender` or a domain above it (`example.vn` for `mail.example.vn`)."""
-    return bool(domain) and (sender == domain or sender.endswith("." + domain))
+    """The domain of an address or a domain, in lower case; "" unless it is a plain host name."""
+    domain = value.rpartition("@")[2].strip().rstrip(".").lower()
+    return domain if _DOMAIN.fullmatch(domain) else ""
 
 
 def vouches_for(results: Results, authserv_id: str, address: str) -> bool:
@@ -138,9 +142,10 @@ def vouches_for(results: Results, authserv_id: str, address: str) -> bool:
         if result.method == "dmarc" and _domain(result.properties.get("header.from", "")) == sender:
             return True
         if result.method == "dkim":
-            # header.d is the signing domain; Gmail writes only header.i (an address at that domain or below it).
+            # header.d is the signing domain; Gmail writes only header.i (an address at that domain). A parent
+            # domain's signature is DMARC's to judge (relaxed alignment stops at the organisational domain).
             signer = result.properties.get("header.d") or result.properties.get("header.i", "")
-            if _at_or_above(_domain(signer), sender):
+            if _domain(signer) == sender:
                 return True
     return False
 

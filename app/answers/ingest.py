@@ -65,9 +65,13 @@ def parse(raw: bytes) -> EmailMessage:
 
 
 def _single_address(value: str | None) -> str | None:
+    """The one address in `value` with a local part and a domain, or None."""
     pairs = email.utils.getaddresses([value or ""])
     addresses = [address for _, address in pairs if address]
-    return addresses[0] if len(addresses) == 1 and "@" in addresses[0] else None
+    if len(addresses) != 1:
+        return None
+    local, at, domain = addresses[0].rpartition("@")
+    return addresses[0] if at and local and domain else None
 
 
 def _header(message: EmailMessage, name: str) -> str:
@@ -115,7 +119,8 @@ class Ingestion:
         thread = threads.find(references, self.secret)
         if thread is None:
             return Dropped("not a reply to a tipbox message (or its MAC is wrong)")
-        officer = _single_address(_header(message, "From"))
+        # One From header with one address: with two, mail systems disagree about which one they checked.
+        officer = _single_address(_header(message, "From")) if len(message.get_all("From") or []) == 1 else None
         allowed = self.officers.get(thread.slug)
         if allowed is None:
             return Dropped("the post is not configured")
