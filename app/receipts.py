@@ -50,9 +50,9 @@ def _mask(body: str, secret: bytes) -> int:
 def new_code(tag: int | None = None, secret: bytes = b"", *, seed: bytes = b"") -> str:
     """A fresh receipt code in groups of four digits, carrying `tag` (0-9) readable only with `secret`.
 
-    With a `seed` (the form token's single-use nonce) the code is made from it under `secret`: a form sent again gets
-    its receipt again without the code being stored anywhere. Without a tag (a decoy for a bot) the tag digit is
-    random too.
+    With a `seed` (the form token's nonce and a digest of the text, `Guard.receipt_seed`) the code is made from it
+    under `secret`: a form sent again gets its receipt again without the code being stored anywhere. Without a tag
+    (a decoy for a bot) the tag digit is random too.
     """
     if seed:
         if not secret:

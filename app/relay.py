@@ -132,10 +132,11 @@ class Relay:
         if problems:
             return Outcome("invalid", values, problems=problems, token=check.token)
         # A follow-up keeps the code the sender typed; a new report gets a code carrying its category (hidden), made
-        # from the token's nonce: the same form sent again gets the same code, and no store ever holds one.
+        # from the token's nonce and the text: the same form sent again gets the same code, and no store holds one.
         follow_up_to = tips.follow_up_code(values)
         tag = RECEIPT_TAGS[values["category"]]
-        receipt = follow_up_to or receipts.new_code(tag, self.composer.secret, seed=check.nonce.encode())
+        seed = self.guard.receipt_seed(post, values, check.nonce)
+        receipt = follow_up_to or receipts.new_code(tag, self.composer.secret, seed=seed)
         ticket = await self.guard.admit(post, check, values, form.uploads, source, receipt)
         if ticket.status != "send":
             return self._answer(ticket, values, check, had_files)

@@ -146,6 +146,35 @@ def test_a_form_sent_again_with_other_text_comes_back_and_sends_as_a_new_message
     assert body is not None and "xe máy màu đỏ" in body.get_content()
 
 
+def test_a_sent_form_sent_again_as_a_bot_gets_a_decoy_receipt_not_the_real_one(
+    guarded: TestClient, sink: Sink, clock: Clock
+) -> None:
+    fields = form_fields(guarded)
+    clock.now += 10
+    first = guarded.post("/", data={**fields, **TIP})
+    bot = guarded.post("/", data={**fields, **TIP, HONEYPOT_FIELD: "http://spam.example"})
+    assert first.status_code == bot.status_code == 200 and len(sink.handler.messages) == 1
+    assert receipts.parse_code(receipt_of(bot)) == receipt_of(bot) != receipt_of(first)
+
+
+def test_after_a_restart_the_same_page_with_other_text_gets_a_code_of_its_own(
+    sink: Sink, make_settings: Callable[..., Settings], clock: Clock
+) -> None:
+    """The memory store forgets sent forms when the service restarts, while their tokens live on for a day: the same
+    page sent again with other text is a new tip, and must not share the first one's code and Message-ID (a mailbox
+    that drops repeated Message-IDs would hide it; both would open the same answers)."""
+    settings = make_settings(sink, min_fill_seconds=3)
+    with TestClient(create_app(settings, clock=clock)) as client:
+        fields = form_fields(client)
+        clock.now += 10
+        first = client.post("/", data={**fields, **TIP})
+    with TestClient(create_app(settings, clock=clock)) as client:  # restarted: nothing remembered
+        second = client.post("/", data={**fields, **TIP, "what": TIP["what"] + " Thêm một chi tiết."})
+    assert first.status_code == second.status_code == 200 and receipt_of(first) != receipt_of(second)
+    one, two = sink.handler.parsed()
+    assert one["Message-ID"] != two["Message-ID"]
+
+
 def test_two_residents_sending_the_same_text_make_two_emails(guarded: TestClient, sink: Sink, clock: Clock) -> None:
     mine, theirs = form_fields(guarded), form_fields(guarded)
     clock.now += 10

@@ -42,8 +42,11 @@ Send = Callable[[str, bytes], Awaitable[None]]
 _FAILURES = (IMAPClientError, imaplib.IMAP4.error, OSError, ssl.SSLError, EOFError)
 _T = TypeVar("_T")
 _REMEMBERED = 10_000  # messages left in place, remembered (by UID) so that each is fetched and logged once
-_BATCH = 100  # headers fetched per FETCH command
-_HEADER = b"BODY.PEEK[HEADER]"  # the whole header: every field ingestion may look at, not just the ones it does now
+_BATCH = 100  # messages per FETCH command
+# The whole header (every field ingestion may look at, not just the ones it does now), but no more than its first
+# 64 KiB: a message with no blank line is all header, and a batch of them must not bring gigabytes into the process.
+_HEADER_BYTES = 64 * 1024
+_HEADER = b"BODY.PEEK[HEADER]<0.%d>" % _HEADER_BYTES
 _NOT_OURS = "not addressed to the reply address"  # the search's substring match found a longer address: not logged
 
 
@@ -158,7 +161,14 @@ class Collector:
         stored = 0
         for start in range(0, len(new), _BATCH):
             batch = new[start:start + _BATCH]
-            heads = await self._call(imap.fetch, batch, [b"RFC822.SIZE", _HEADER])
+            sizes = await self._call(imap.fetch, batch, [b"RFC822.SIZE"])
+            small = [uid for uid in batch if int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0)) <= MAX_MESSAGE_BYTES]
+            for uid in batch:
+                if uid in sizes and uid not in small:  # read no byte of it: not even its header
+                    logger.info("answers: message dropped: too large")
+                    self._remember(validity, uid)
+            batch = small
+            heads = await self._call(imap.fetch, batch, [_HEADER]) if batch else {}
             for uid in batch:
                 try:
                     outcome = await self._one(imap, uid, heads.get(uid, {}))
@@ -183,7 +193,7 @@ class Collector:
         self._left[(validity, uid)] = None
 
     async def _one(self, imap: Any, uid: int, head: dict[bytes, Any]) -> Kept | Dropped | None:
-        header = head.get(b"BODY[HEADER]")
+        header = head.get(b"BODY[HEADER]<0>", head.get(b"BODY[HEADER]"))
         if not isinstance(header, bytes):
             return None  # expunged by someone else meanwhile
         verdict = await asyncio.to_thread(self._screen, header)
@@ -191,9 +201,6 @@ class Collector:
             if verdict.reason != _NOT_OURS:
                 logger.info("answers: message dropped: %s", verdict.reason)
             return verdict
-        if int(head.get(b"RFC822.SIZE", 0)) > MAX_MESSAGE_BYTES:
-            logger.info("answers: message dropped: too large")
-            return Dropped("too large")
         fetched = await self._call(imap.fetch, [uid], [b"BODY.PEEK[]"])
         raw = fetched.get(uid, {}).get(b"BODY[]")
         if not isinstance(raw, bytes):

@@ -227,7 +227,8 @@ class Guard:
                 self._count("form sent again with other content, given back")
                 return Ticket("changed")
             self._count("form sent again, answered with its receipt")
-            return Ticket("repeat", receipt if state != _DECOY else self._decoy_receipt(nonce))
+            # A bot's form gets its decoy receipt, whatever came first (a real sending's code is not for a bot).
+            return Ticket("repeat", self._decoy_receipt(nonce) if decoy or state == _DECOY else receipt)
         if decoy:
             return Ticket("decoy", self._decoy_receipt(nonce))
         if not await self.limiter.admit(post.slug, source):
@@ -279,6 +280,12 @@ class Guard:
     @property
     def _kept_seconds(self) -> float:
         return self._max_age + 2 * _CLOCK_SKEW
+
+    def receipt_seed(self, post: Post, values: Mapping[str, str], nonce: str) -> bytes:
+        """What a new report's code is made from (`receipts.new_code`): its token's nonce and a keyed digest of its
+        text. The same form sent again gets the same code; another text on the same page never does, even if the
+        record of the first sending was lost (a restart of the memory store, an evicted Redis key)."""
+        return f"{nonce} {self._digest(post, values, ())}".encode()
 
     def _seen_key(self, nonce: str) -> str:
         """A sent form's key: a keyed hash of its nonce, so that the key says nothing from which its code is made."""
