@@ -277,9 +277,10 @@ def email_templates(locales_dir: Path | None = None) -> tuple[Template, Template
         # Safe as jinja2.ext marks it: a translation from tipbox's own catalog, not input.
         return (Markup(text) if eval_ctx.autoescape else text) % variables  # noqa: S704
 
-    # Its own globals (the pages' environment keeps Jinja's `_`), and no cache: a template the pages' environment
-    # already compiled would come with that environment's globals.
-    env = base.overlay(cache_size=0)
+    # Its own globals (the pages' environment keeps Jinja's `_`), and a cache of its own: the pages' environment's
+    # templates come with that environment's globals, and with no cache at all every `{% include %}` of the email
+    # would be compiled again for each tip (it was: two thirds of a tip's CPU).
+    env = base.overlay(cache_size=50)
     env.globals = {**base.globals, "_": gettext}
     return env.get_template("email/tip.txt"), env.get_template("email/tip.html")
 

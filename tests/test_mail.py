@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
+import jinja2
 import pytest
 from starlette.testclient import TestClient
 
@@ -292,3 +293,22 @@ def test_a_post_on_an_internationalised_domain_gets_its_tips(
         assert post_tip(client, category="drugs", what="Bán ma túy").status_code == 200
     assert sink.handler.envelopes == [("tipbox@example.vn", ["post@xn--hm-2ja.vn"])]
     assert sink.handler.parsed()[0]["To"] == "post@xn--hm-2ja.vn"
+
+
+def test_a_tip_after_the_first_compiles_no_template(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The email's templates (and what they import) are compiled once per process, not for every tip: compiling
+    was two thirds of a tip's CPU when the email environment had no cache (docs/benchmarks.md)."""
+    composer = Composer("tipbox@example.vn", b"k" * 32)
+    voice = [Attachment("voice", 1, "voice-1.m4a", "audio/mp4", bytes(10))]
+    composer.compose(_tip(what=""), voice)  # every template used
+    compiled: list[str | None] = []
+    compile_ = jinja2.Environment._compile
+
+    def counting(self: jinja2.Environment, source: str, filename: str) -> object:
+        compiled.append(filename)
+        return compile_(self, source, filename)
+
+    monkeypatch.setattr(jinja2.Environment, "_compile", counting)
+    for what in ("", "Bán ma túy ở chợ phiên"):
+        composer.compose(_tip(what=what), voice)
+    assert compiled == []
