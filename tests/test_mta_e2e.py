@@ -276,16 +276,22 @@ def stock_postfix(mail_system: MailSystem, ca: Any) -> Iterator[MailSystem]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_a_postfix_with_a_lower_limit_stops_check_and_serve_naming_both_numbers(
-    stock_postfix: MailSystem, tmp_path: Path
-) -> None:
+def _command_env(system: MailSystem) -> dict[str, str]:
+    """The environment of a `tipbox` command that sends through `system`'s Postfix as a real deployment would."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("TIPBOX_")}
     env.update(
-        TIPBOX_SMTP_HOST="127.0.0.1", TIPBOX_SMTP_PORT=str(stock_postfix.smtp_port), TIPBOX_SMTP_SECURITY="starttls",
-        TIPBOX_SMTP_CA_FILE=str(stock_postfix.ca_file), TIPBOX_MAIL_FROM="tipbox@bienphong.test",
+        TIPBOX_SMTP_HOST="127.0.0.1", TIPBOX_SMTP_PORT=str(system.smtp_port), TIPBOX_SMTP_SECURITY="starttls",
+        TIPBOX_SMTP_CA_FILE=str(system.ca_file), TIPBOX_MAIL_FROM="tipbox@bienphong.test",
         TIPBOX_MAILBOX=OFFICER, TIPBOX_SECRET_KEY=secrets.token_urlsafe(32),
         TIPBOX_PUBLIC_URL="https://tip.bienphong.test",
     )
+    return env
+
+
+def test_a_postfix_with_a_lower_limit_stops_check_and_serve_naming_both_numbers(
+    stock_postfix: MailSystem, tmp_path: Path
+) -> None:
+    env = _command_env(stock_postfix)
     largest = sizes.largest_email(_settings_like_the_server())
     tipbox = str(Path(sys.executable).parent / "tipbox")
     for command in (["check"], ["serve", "--host", "127.0.0.1", "--port", str(free_port())]):
@@ -335,13 +341,7 @@ def test_check_send_test_names_the_queue_id_the_mail_log_follows(mail_system: Ma
     system = MailSystem(root, ca, mail_system.postfix, mail_system.dovecot)
     try:
         system.start()
-        env = {name: value for name, value in os.environ.items() if not name.startswith("TIPBOX_")}
-        env.update(
-            TIPBOX_SMTP_HOST="127.0.0.1", TIPBOX_SMTP_PORT=str(system.smtp_port), TIPBOX_SMTP_SECURITY="starttls",
-            TIPBOX_SMTP_CA_FILE=str(system.ca_file), TIPBOX_MAIL_FROM="tipbox@bienphong.test",
-            TIPBOX_MAILBOX=OFFICER, TIPBOX_SECRET_KEY=secrets.token_urlsafe(32),
-            TIPBOX_PUBLIC_URL="https://tip.bienphong.test",
-        )
+        env = _command_env(system)
         tipbox = str(Path(sys.executable).parent / "tipbox")
         done = subprocess.run([tipbox, "check", "--send-test"], env=env, cwd=root, capture_output=True, text=True,
                               timeout=60, check=False)
