@@ -387,16 +387,19 @@ def test_the_connection_limit_per_address(tipbox: Served, ca: trustme.CA) -> Non
 
 @pytest.mark.parametrize("name", ["nginx", "caddy"])
 def test_tipbox_not_answering_gets_a_page_not_the_proxys(name: str, ca: trustme.CA, tipbox: Served) -> None:
-    closed = free_port()  # nothing listens there
-    proxy = START[name](ca, closed, tipbox.log.parent / "pages")
-    try:
-        with _phone(ca, PHONES[name][0]) as phone:
-            answer = phone.get(proxy.url + "/p/ncs")
-            # Stray TLS and plain-text bytes, as a scanner sends: errors the proxies log.
-            _raw(ca, proxy.https_port, PHONES[name][0], b"", tls=False, garbage=b"\x16\x03\x01\x00\x05hello")
-            _raw(ca, proxy.https_port, PHONES[name][0], b"", tls=False, garbage=b"GET / HTTP/1.1\r\n\r\n")
-    finally:
-        _stop(proxy)
+    # A port bound but never listening: connections to it are refused, and the proxy cannot be given it for one of
+    # its own listeners (a port only found free could be, and Caddy then proxied to its own redirect).
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        proxy = START[name](ca, holder.getsockname()[1], tipbox.log.parent / "pages")
+        try:
+            with _phone(ca, PHONES[name][0]) as phone:
+                answer = phone.get(proxy.url + "/p/ncs")
+                # Stray TLS and plain-text bytes, as a scanner sends: errors the proxies log.
+                _raw(ca, proxy.https_port, PHONES[name][0], b"", tls=False, garbage=b"\x16\x03\x01\x00\x05hello")
+                _raw(ca, proxy.https_port, PHONES[name][0], b"", tls=False, garbage=b"GET / HTTP/1.1\r\n\r\n")
+        finally:
+            _stop(proxy)
     assert answer.status_code == 502
     assert "Hòm thư tạm thời chưa trả lời được" in answer.text and "Lub thawv xa xov" in answer.text
     assert "Bad Gateway" not in answer.text
