@@ -176,3 +176,11 @@ def test_a_whole_domain_of_officers_takes_one_real_address_only(store: SqliteSto
     raw = _from(replies.gmail(replies.tip(PAIR.public), ANSWER), sender)
     assert isinstance(asyncio.run(_ingestion(store, ["*@post.test"]).take(raw)), Dropped)
     assert _read(store) == []
+
+
+def test_two_answers_in_the_same_second_read_newest_first(store: SqliteStore) -> None:
+    tip = replies.tip(PAIR.public)
+    for at, text in ((1_800_000_000.2, "Anh thấy họ lúc mấy giờ?"), (1_800_000_000.7, "Thêm nữa: họ đi mấy người?")):
+        ingestion = Ingestion(SECRET, {"ncs": [replies.OFFICER]}, store, sender=replies.TIPBOX, clock=lambda at=at: at)
+        assert isinstance(asyncio.run(ingestion.take(replies.gmail(tip, text))), Kept)
+    assert _read(store) == ["Thêm nữa: họ đi mấy người?", "Anh thấy họ lúc mấy giờ?"]

@@ -148,7 +148,8 @@ class Ingestion:
             logger.info("answers: message dropped: no new text in the reply")
             return Dropped("no new text")
         sealed = keys.seal(
-            thread.public, json.dumps({"at": int(self.clock()), "text": reply.text}, ensure_ascii=False).encode()
+            # To the millisecond, inside the sealed box: two answers in the same second still read newest first.
+            thread.public, json.dumps({"at": round(self.clock(), 3), "text": reply.text}, ensure_ascii=False).encode()
         )
         # The answer's own Message-ID (or, without one, its bytes) makes storing it idempotent.
         identity = (_header(message, "Message-ID").strip() or raw.decode("latin-1")).encode("utf-8", "replace")

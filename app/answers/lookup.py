@@ -30,7 +30,7 @@ async def answers_for(code: str, bound: DerivationBound, store: Store) -> list[A
     for row in rows:
         try:
             content = json.loads(keys.unseal(pair, row.sealed))
-            answers.append(Answer(datetime.fromtimestamp(int(content["at"]), UTC), str(content["text"])))
+            answers.append(Answer(datetime.fromtimestamp(float(content["at"]), UTC), str(content["text"])))
         except (keys.SealError, ValueError, KeyError, TypeError):
             # Filed under this code's lookup id but not sealed to it: nothing a resident can read. Say so once.
             logger.warning("answers: a stored answer could not be opened")
