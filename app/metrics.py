@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-
 # Why a tip was not delivered, as a class an alert can select (`reason=~"mail_.*"`: the mail server said no).
 REASONS = (
     "invalid",  # the form had problems (text missing or too long, a file refused): given back to be fixed
@@ -40,6 +38,9 @@ class Metrics:
     """The counters, in a registry of their own (several apps in one process, as in tests, do not share them)."""
 
     def __init__(self, posts: Iterable[str], categories: Iterable[str]) -> None:
+        # Loaded only where metrics are on (TIPBOX_METRICS_ADDRESS): the client takes a few MB of every process.
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
         self.registry = CollectorRegistry()
         registry = self.registry
         self.delivered = Counter(
@@ -92,6 +93,8 @@ class Metrics:
 
     def serve(self, host: str, port: int) -> Callable[[], None]:
         """Serve the registry on `host`:`port` in a thread (TIPBOX_METRICS_ADDRESS); returns what stops it."""
+        from prometheus_client import start_http_server
+
         server, thread = start_http_server(port, host, registry=self.registry)
 
         def stop() -> None:

@@ -86,7 +86,7 @@ def test_native_telemetry_is_off(sink: Sink, make_settings: Callable[..., Settin
 
 
 def test_heavy_libraries_load_only_when_first_needed(tmp_path: Path) -> None:
-    """A served form and a sent tip load no image, audio, poster, dev-mailbox, Redis or file-watcher library.
+    """A served form and a sent tip load no image, audio, poster, dev-mailbox, Redis, file-watcher or metrics library.
 
     They are megabytes each in every process's memory (docs/benchmarks.md, idle RSS); they load with the first
     photo, voice note, poster, dev run or Redis set-up instead. The second half checks that they still do.
@@ -98,7 +98,8 @@ from app.main import create_app
 from app.settings import load_settings
 from tests.helpers import form_fields
 
-HEAVY = ("PIL", "pillow_heif", "mutagen", "reportlab", "qrcode", "aiosmtpd", "redis", "watchfiles")
+HEAVY = ("PIL", "pillow_heif", "mutagen", "reportlab", "qrcode", "aiosmtpd", "redis", "watchfiles", "prometheus_client",
+         "imapclient")
 with TestClient(create_app(load_settings(dev_mailbox={str(tmp_path / "mbox")!r}, min_fill_seconds=0))) as client:
     data = {{**form_fields(client), "category": "weapons", "what": "Súng tự chế"}}
     assert client.post("/", data=data).status_code == 200

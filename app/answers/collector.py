@@ -21,7 +21,7 @@ import imaplib
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +30,7 @@ from typing import Any, Literal, TypeVar
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from app.answers.ingest import MAX_MESSAGE_BYTES, Dropped, Ingestion, Kept, parse
+from app.answers.ingest import MAX_MESSAGE_BYTES, Dropped, Ingestion, Kept, Send, parse
 from app.answers.offload import take_in_thread
 from app.answers.store import StoreUnavailable
 
@@ -38,7 +38,6 @@ logger = logging.getLogger(__name__)
 
 Security = Literal["tls", "starttls", "none"]
 # What a confirmation is handed to: (recipient, wire bytes) → returns once the SMTP server accepted it.
-Send = Callable[[str, bytes], Awaitable[None]]
 _FAILURES = (IMAPClientError, imaplib.IMAP4.error, OSError, ssl.SSLError, EOFError)
 _T = TypeVar("_T")
 _REMEMBERED = 10_000  # messages left in place, remembered (by UID) so that each is fetched and logged once

@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 from typing import BinaryIO
 
-from app.answers.collector import Send
-from app.answers.ingest import MAX_MESSAGE_BYTES, Dropped, Ingestion
+from app.answers.ingest import MAX_MESSAGE_BYTES, Dropped, Ingestion, Send
 from app.answers.store import StoreUnavailable
 
 logger = logging.getLogger(__name__)

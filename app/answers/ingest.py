@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -25,6 +25,9 @@ from app.answers.store import Store
 from app.answers.text import reply_text
 
 logger = logging.getLogger(__name__)
+
+# Mails a confirmation: (recipient, wire bytes); the service's mailer, or none in a development run without one.
+Send = Callable[[str, bytes], Awaitable[None]]
 
 MAX_MESSAGE_BYTES = 30 * 1024 * 1024
 # Answers to answers would loop: anything a program wrote is not an officer's answer (RFC 3834).

@@ -7,14 +7,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from app.answers.bound import DerivationBound
-from app.answers.collector import Collector, ImapAccount, Send
-from app.answers.ingest import Ingestion
+from app.answers.ingest import Ingestion, Send
 from app.answers.lookup import Answer, answers_for
 from app.answers.store import Store, StoreUnavailable, open_store
 from app.delivery import Mailer, Wire
 from app.settings import Post, Settings
+
+if TYPE_CHECKING:  # the IMAP client loads only where the collector runs (TIPBOX_IMAP_HOST): a few MB otherwise idle
+    from app.answers.collector import Collector
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +59,8 @@ class Answers:
         """Start the IMAP collector (when configured) and the purge of old answers, as background tasks."""
         settings = self.settings
         if settings.imap_host is not None and settings.imap_username and settings.imap_password is not None:
+            from app.answers.collector import Collector, ImapAccount
+
             account = ImapAccount(
                 host=settings.imap_host, username=settings.imap_username,
                 password=settings.imap_password.get_secret_value(), port=settings.imap_port,
