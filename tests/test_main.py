@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import subprocess
 import sys
@@ -99,7 +100,7 @@ from app.settings import load_settings
 from tests.helpers import form_fields
 
 HEAVY = ("PIL", "pillow_heif", "mutagen", "reportlab", "qrcode", "aiosmtpd", "redis", "watchfiles", "prometheus_client",
-         "imapclient")
+         "imapclient", "mailparser_reply")
 with TestClient(create_app(load_settings(dev_mailbox={str(tmp_path / "mbox")!r}, min_fill_seconds=0))) as client:
     data = {{**form_fields(client), "category": "weapons", "what": "Súng tự chế"}}
     assert client.post("/", data=data).status_code == 200
@@ -120,6 +121,33 @@ with TestClient(create_app(load_settings(dev_mailbox={str(tmp_path / "mbox")!r},
     assert used == "['PIL', 'aiosmtpd', 'mutagen', 'pillow_heif']"
     emails = [path.read_text() for path in (tmp_path / "mbox").glob("*.eml")]
     assert len(emails) == 2 and any("photo-1.jpg" in email and "voice-1.m4a" in email for email in emails)
+
+
+def test_with_answers_and_metrics_off_their_libraries_never_load(sink: Sink) -> None:
+    """A post that does not answer (no TIPBOX_REPLY_TO) and has no metrics address serves forms and relays tips
+    without libsodium, the IMAP client, the reply parser or the Prometheus client in memory."""
+    script = f"""
+import os, sys
+from starlette.testclient import TestClient
+from app.main import create_app
+from app.settings import load_settings
+from tests.helpers import form_fields
+
+settings = load_settings(smtp_host="127.0.0.1", smtp_port={sink.port}, smtp_security="none", min_fill_seconds=0,
+                         mail_from="tipbox@example.vn", mailbox="post@example.vn", secret_key="k" * 43)
+assert not settings.answers_on
+with TestClient(create_app(settings)) as client:
+    data = {{**form_fields(client), "category": "weapons", "what": "Súng tự chế"}}
+    assert client.post("/", data=data).status_code == 200
+    unused = ("nacl", "imapclient", "mailparser_reply", "prometheus_client")
+    print(sorted(name for name in unused if name in sys.modules))
+"""
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("TIPBOX_")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                            env=environment, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+    assert len(sink.handler.messages) == 1
 
 
 def _raw(client: TestClient, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, str], bytes]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from nacl import pwhash
-from nacl.exceptions import CryptoError
-from nacl.public import PrivateKey, PublicKey, SealedBox
+if TYPE_CHECKING:  # libsodium's binding loads with the first derivation: a service with answers off never needs it
+    from nacl.public import PrivateKey
 
 # Chosen by measurement (benchmarks/answers.py, docs/benchmarks.md): about 30-50 ms on one core of a small VPS,
 # 32 MiB each, so the few derivations allowed at once (app.answers.bound) fit beside the service.
@@ -50,6 +50,9 @@ def derive(code: str, secret: bytes, *, ops: int = OPS_LIMIT, mem: int = MEM_LIM
 
     Blocking and CPU-bound: call it in a worker thread under the derivation bound, never on the event loop.
     """
+    from nacl import pwhash
+    from nacl.public import PrivateKey
+
     digits = code.replace(" ", "")
     password = hmac.new(_label(secret, "password"), digits.encode(), hashlib.sha256).digest()
     salt = _label(secret, "salt")[: pwhash.argon2id.SALTBYTES]
@@ -64,10 +67,15 @@ def lookup_id(public: bytes) -> bytes:
 
 def seal(public: bytes, plaintext: bytes) -> bytes:
     """`plaintext` in a libsodium sealed box: only the private key of `public` opens it, the sealer included not."""
+    from nacl.public import PublicKey, SealedBox
+
     return bytes(SealedBox(PublicKey(public)).encrypt(plaintext))
 
 
 def unseal(pair: KeyPair, ciphertext: bytes) -> bytes:
+    from nacl.exceptions import CryptoError
+    from nacl.public import SealedBox
+
     try:
         return bytes(SealedBox(pair.private).decrypt(ciphertext))
     except (CryptoError, ValueError, TypeError) as exc:

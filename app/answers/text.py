@@ -12,27 +12,40 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from email.message import EmailMessage
+from functools import cache
 from html.parser import HTMLParser
+from typing import TYPE_CHECKING
 
-from mailparser_reply import EmailReplyParser
-from mailparser_reply.constants import MAIL_LANGUAGES, QUOTED_MATCH_INCLUDE
+if TYPE_CHECKING:
+    from mailparser_reply import EmailReplyParser
 
 MAX_TEXT_CHARS = 10_000
 
-# Gmail (vi): "Vào Th 2, 6 thg 5, 2024 vào lúc 10:15 Tipbox <tipbox@…> đã viết:" (may be wrapped once);
-# Thunderbird (vi): "Vào 06/05/2024 10:15, Tipbox đã viết:". Outlook (vi): Từ / Đã gửi / Đến / Chủ đề / Cc.
-MAIL_LANGUAGES.setdefault(
-    "vi",
-    {
-        "wrote_header": r"^(" + QUOTED_MATCH_INCLUDE + r"Vào\s(?:.+?\s?.+?)\s?đã viết:)$",
-        "from_header": r"((?:(?:^|\n|\n" + QUOTED_MATCH_INCLUDE + r")[* ]*(?:Từ|Đã gửi|Gửi|Đến|Chủ đề|Ngày|Cc|Tiêu đề)"
-        r":[ *]*(?:\s{,2}).*){2,}(?:\n.*){,1})",
-        "disclaimers": [],
-        "signatures": [],
-        "sent_from": "Gửi từ",
-    },
-)
-_PARSER = EmailReplyParser(languages=["vi", "en"])
+
+@cache
+def _parser() -> EmailReplyParser:
+    """mail-parser-reply, taught Vietnamese; loaded with the first reply, not in every process that never gets one.
+
+    Gmail (vi): "Vào Th 2, 6 thg 5, 2024 vào lúc 10:15 Tipbox <tipbox@…> đã viết:" (may be wrapped once);
+    Thunderbird (vi): "Vào 06/05/2024 10:15, Tipbox đã viết:". Outlook (vi): Từ / Đã gửi / Đến / Chủ đề / Cc.
+    """
+    from mailparser_reply import EmailReplyParser
+    from mailparser_reply.constants import MAIL_LANGUAGES, QUOTED_MATCH_INCLUDE
+
+    MAIL_LANGUAGES.setdefault(
+        "vi",
+        {
+            "wrote_header": r"^(" + QUOTED_MATCH_INCLUDE + r"Vào\s(?:.+?\s?.+?)\s?đã viết:)$",
+            "from_header": r"((?:(?:^|\n|\n" + QUOTED_MATCH_INCLUDE
+            + r")[* ]*(?:Từ|Đã gửi|Gửi|Đến|Chủ đề|Ngày|Cc|Tiêu đề):[ *]*(?:\s{,2}).*){2,}(?:\n.*){,1})",
+            "disclaimers": [],
+            "signatures": [],
+            "sent_from": "Gửi từ",
+        },
+    )
+    return EmailReplyParser(languages=["vi", "en"])
+
+
 _QUOTED = re.compile(r"^\s*>")
 _ATTRIBUTION_END = re.compile(r"(?:wrote|đã viết|schrieb|a écrit|escribió)\s*:\s*$", re.IGNORECASE)
 _RULE = re.compile(r"^\s*[_\-=]{20,}\s*$")
@@ -65,7 +78,7 @@ def reply_text(message: EmailMessage) -> ReplyText:
 def new_text(text: str) -> str:
     """`text` without its quoted part: the first fragment that says something, quote lines and headers removed."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    for reply in _PARSER.read(text).replies:
+    for reply in _parser().read(text).replies:
         kept = _unquoted(reply.full_body)
         if kept:
             return kept[:MAX_TEXT_CHARS]
