@@ -212,11 +212,21 @@ def _delivery_error(exc: BaseException) -> DeliveryError:
         return DeliveryError(reason, transient=400 <= exc.code < 500, too_large=too_large)
     if isinstance(exc, aiosmtplib.SMTPTimeoutError):
         return DeliveryError("server did not answer in time", transient=True)
-    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+    if isinstance(exc, aiosmtplib.SMTPNotSupported) or (
+        type(exc) is aiosmtplib.SMTPException and "not supported" in str(exc)
+    ):
+        # No AUTH with a username set, or no STARTTLS with TIPBOX_SMTP_SECURITY=starttls: it will not change by
+        # itself (aiosmtplib says so with a bare SMTPException and no reply code).
         return DeliveryError(f"server lacks a required extension: {exc}", transient=False)
-    if isinstance(exc, ssl.SSLError):
-        return DeliveryError(f"TLS failed: {exc.reason}", transient=False)
+    tls = exc if isinstance(exc, ssl.SSLError) else exc.__cause__  # port 465: wrapped in SMTPConnectError
+    if isinstance(tls, _TLS_CUT_SHORT):  # the network or a busy server ended the handshake: the next try may pass
+        return DeliveryError(f"TLS interrupted: {type(tls).__name__}", transient=True)
+    if isinstance(tls, ssl.SSLError):  # the certificate, the protocol, TLS on a plain port: the settings' to fix
+        return DeliveryError(f"TLS failed: {tls.reason}", transient=False)
     return DeliveryError(f"connection failed: {type(exc).__name__}", transient=True)
+
+
+_TLS_CUT_SHORT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")

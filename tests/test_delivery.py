@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from starlette.testclient import TestClient
 
 from app import delivery
@@ -292,3 +295,47 @@ def test_a_form_with_a_voice_note_sent_again_without_it_after_no_answer_keeps_it
     assert receipt_of(again) == first["X-Tipbox-Receipt"]
     assert [part.get_filename() for part in first.walk() if part.get_filename()] == ["voice-1.m4a"]
     assert not any(part.get_filename() for part in second.walk())
+
+
+@pytest.mark.parametrize(
+    "case", ["a login where the server offers none", "STARTTLS not offered", "an untrusted certificate on 465"]
+)
+def test_a_setting_the_server_can_never_meet_is_not_temporary(case: str, ca_file: Path) -> None:
+    """These would tell every resident "not sent yet, press Send again" for ever, and `tipbox check` "temporary"."""
+    if case == "an untrusted certificate on 465":
+        stranger = trustme.CA()  # not the CA in TIPBOX_SMTP_CA_FILE
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        stranger.issue_cert("127.0.0.1", "sink.test").configure_cert(context)
+        server = Sink("tls", tls=context).start()
+        settings = delivery.SmtpServer("127.0.0.1", server.port, "tls", ca_file=ca_file, timeout=5)
+    else:
+        server = Sink("none").start()
+        login = {"username": USERNAME, "password": PASSWORD} if case.startswith("a login") else {}
+        security: Any = "none" if login else "starttls"
+        settings = delivery.SmtpServer("127.0.0.1", server.port, security, timeout=5, **login)
+    try:
+        with pytest.raises(delivery.DeliveryError) as refused:
+            asyncio.run(delivery.Mailer(settings).probe())
+    finally:
+        server.stop()
+    assert not refused.value.transient, refused.value.reason
+
+
+def test_a_tls_handshake_cut_short_is_temporary() -> None:
+    """The network or a busy provider ended it: the next try may pass (and start-up must not stop for good)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def cut() -> None:
+        connection, _ = listener.accept()
+        connection.recv(16)
+        connection.close()
+
+    thread = threading.Thread(target=cut, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(delivery.DeliveryError) as failed:
+            asyncio.run(delivery.Mailer(delivery.SmtpServer("127.0.0.1", port, "tls", timeout=5)).probe())
+    finally:
+        listener.close()
+    assert failed.value.transient, failed.value.reason
