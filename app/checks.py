@@ -93,7 +93,8 @@ async def _check_smtp(settings: Settings, server: SmtpServer, report: Report, *,
                 if queued is not None:
                     report.lines.append(
                         f"    {server.host} queued it as {queued[1]}: see where it went with "
-                        f"`journalctl -u postfix | grep {queued[1]}` (or grep {queued[1]} /var/log/mail.log)"
+                        f"`journalctl -g {queued[1]}` (Debian's Postfix logs to the journal under postfix@-, not "
+                        f"postfix; or grep {queued[1]} /var/log/mail.log where rsyslog runs)"
                     )
 
 

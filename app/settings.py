@@ -8,6 +8,7 @@ import secrets
 import ssl
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import limits
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
@@ -113,6 +114,7 @@ class Settings(BaseSettings):
                 raise ConfigError("TIPBOX_MAIL_FROM: required when TIPBOX_SMTP_HOST is set")
             if self.mailbox is None and self.posts_file is None:
                 raise ConfigError("TIPBOX_MAILBOX: set it (or TIPBOX_POSTS_FILE) to say where tips go")
+            self._refuse_placeholders()
             secret = self.secret_key.get_secret_value() if self.secret_key else ""
             if secret.strip().lower() in _PLACEHOLDER_SECRETS or len(secret) < _MIN_SECRET_CHARS:
                 raise ConfigError(
@@ -136,6 +138,16 @@ class Settings(BaseSettings):
         self._refuse_unsafe_transport()
         self.metrics_bind  # noqa: B018 - parsed now: a bad value stops start-up with one line
         return self
+
+    def _refuse_placeholders(self) -> None:
+        """The kit's example addresses (RFC 2606's `.invalid`), left as they came: refused by name."""
+        host = urlsplit(self.public_url).hostname if self.public_url else None
+        for name, value in (
+            ("TIPBOX_MAIL_FROM", self.mail_from), ("TIPBOX_MAILBOX", self.mailbox), ("TIPBOX_REPLY_TO", self.reply_to),
+            ("TIPBOX_PUBLIC_URL", host),
+        ):
+            if value is not None and value.lower().rstrip(".").endswith(".invalid"):
+                raise ConfigError(f"{name}: {value!r} is the kit's placeholder; set the post's real one")
 
     def _refuse_unsafe_transport(self) -> None:
         """Set-ups that would send what must stay secret in clear text across a network: refused by name."""

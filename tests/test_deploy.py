@@ -46,7 +46,8 @@ def _env_file() -> dict[str, str]:
 def _kit_settings(**overrides: str) -> Settings:
     """The settings tipbox.env gives, with a real secret (its placeholder is refused, see below) and one post."""
     env = {**_env_file(), "TIPBOX_SECRET_KEY": secrets.token_urlsafe(32), "TIPBOX_POSTS_FILE": "",
-           "TIPBOX_MAILBOX": "post@example.vn", **overrides}
+           "TIPBOX_MAILBOX": "post@example.vn", "TIPBOX_MAIL_FROM": "tipbox@example.vn",
+           "TIPBOX_PUBLIC_URL": "https://tip.example.vn", **overrides}
     known = {f"TIPBOX_{name.upper()}" for name in Settings.model_fields}
     return load_settings(**{name.removeprefix("TIPBOX_").lower(): value for name, value in env.items()
                             if name in known and value})
@@ -66,6 +67,14 @@ def _compose() -> dict[str, Any]:
     data = yaml.safe_load((KIT / "docker-compose.yml").read_text(encoding="utf-8"))
     assert isinstance(data, dict)
     return data
+
+
+@pytest.mark.parametrize("name", ["TIPBOX_MAIL_FROM", "TIPBOX_PUBLIC_URL"])
+def test_the_kits_placeholder_addresses_cannot_be_deployed(name: str) -> None:
+    """Left unedited, tips (and Postfix's bounces) would go to whoever owns the example domain: tipbox refuses."""
+    assert "example.invalid" in _env_file()[name]
+    with pytest.raises(ConfigError, match=rf"^{name}: .*placeholder"):
+        _kit_settings(**{name: _env_file()[name]})
 
 
 def test_the_placeholder_secret_cannot_be_deployed() -> None:

@@ -405,6 +405,23 @@ def test_tipbox_not_answering_gets_a_page_not_the_proxys(name: str, ca: trustme.
     assert "Bad Gateway" not in answer.text
 
 
+def test_caddy_speaks_http1_only_so_the_connection_limit_limits_requests(ca: trustme.CA, tipbox: Served) -> None:
+    """A phone offering HTTP/2 gets HTTP/1.1: one connection carries one request at a time, and nftables' limit on
+    connections per address then bounds the requests one address holds open (each may take read_timeout)."""
+    proxy = _start_caddy(ca, tipbox.port, tipbox.log.parent / "pages")
+    try:
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        phone = PHONES["caddy"][0]
+        raw = socket.create_connection(("127.0.0.1", proxy.https_port), timeout=10, source_address=(phone, 0))
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as connection:
+            chosen = connection.selected_alpn_protocol()
+    finally:
+        _stop(proxy)
+    assert chosen == "http/1.1"
+
+
 def test_no_client_address_in_any_log_file_on_the_machine(tipbox: Served) -> None:
     """Runs last in this module: after tips, refusals, limits, errors and stray bytes through both proxies."""
     addresses = [address.encode() for address in EVERY_PHONE]
