@@ -140,13 +140,13 @@ class Settings(BaseSettings):
         return self
 
     def _refuse_placeholders(self) -> None:
-        """The kit's example addresses (RFC 2606's `.invalid`), left as they came: refused by name."""
+        """The kit's example addresses (at `example.invalid`, RFC 2606), left as they came: refused by name."""
         host = urlsplit(self.public_url).hostname if self.public_url else None
         for name, value in (
             ("TIPBOX_MAIL_FROM", self.mail_from), ("TIPBOX_MAILBOX", self.mailbox), ("TIPBOX_REPLY_TO", self.reply_to),
             ("TIPBOX_PUBLIC_URL", host),
         ):
-            if value is not None and value.lower().rstrip(".").endswith(".invalid"):
+            if value is not None and value.lower().rstrip(".").endswith("example.invalid"):
                 raise ConfigError(f"{name}: {value!r} is the kit's placeholder; set the post's real one")
 
     def _refuse_unsafe_transport(self) -> None:
