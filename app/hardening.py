@@ -92,7 +92,6 @@ def _answered(app: ASGIApp, cycle: RequestResponseCycle, hsts: bool) -> ASGIApp:
     return run
 
 
-
 class HardenedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a header deadline, a header size cap, no draining of unread bodies, and
     its own answers as pages in Vietnamese and Hmong."""

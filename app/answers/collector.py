@@ -37,7 +37,6 @@ from app.answers.store import StoreUnavailable
 logger = logging.getLogger(__name__)
 
 Security = Literal["tls", "starttls", "none"]
-# What a confirmation is handed to: (recipient, wire bytes) → returns once the SMTP server accepted it.
 _FAILURES = (IMAPClientError, imaplib.IMAP4.error, OSError, ssl.SSLError, EOFError)
 _T = TypeVar("_T")
 _REMEMBERED = 10_000  # messages left in place, remembered (by UID) so that each is fetched and logged once
